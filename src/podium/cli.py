@@ -1,0 +1,82 @@
+"""`podium <stage>`: parse arguments, make the config once, call the stage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import PodiumError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podium", description="folds -> train -> oof -> submit")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def stage(name: str, help: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help)
+        s.add_argument("--config", default="configs/default.yaml")
+        s.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.epochs=3")
+        return s
+
+    stage("check", help="validate the config and the competition data, train nothing")
+    stage("folds", help="write runs/<exp>/folds.csv")
+    t = stage("train", help="train one fold under accelerate launch")
+    t.add_argument("--fold", type=int, required=True)
+    t.add_argument("--nproc", type=int, default=None, help="processes (default: one per GPU, or 1)")
+    t.add_argument("--fresh", action="store_true", help="train even if the fold is up to date")
+    t.add_argument("--accelerate-config", default=None, help="an accelerate config file (e.g. several nodes)")
+    t.add_argument("--port", type=int, default=None, help="rendezvous port (default 29500 + fold)")
+    stage("oof", help="join the out-of-fold predictions, write oof.csv and cv.json")
+    stage("submit", help="write submissions/<exp>.csv")
+    stage("n-splits", help="print folds.n_splits (for the Makefile)")
+    sub.add_parser("demo-data", help="write the demo competition to data/demo/")
+    w = sub.add_parser("train-worker", help=argparse.SUPPRESS)
+    w.add_argument("--fold", type=int, required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args) or 0
+    except PodiumError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(args) -> int | None:
+    from . import stages
+
+    if args.command == "demo-data":
+        from .demo import DEMO_DIR, write_demo
+
+        print(f"demo competition in {write_demo(DEMO_DIR)}/")
+        return 0
+    if args.command == "train-worker":
+        stages.train_worker(args.fold)
+        return 0
+
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "n-splits":
+        print(cfg.folds.n_splits)
+    elif args.command == "check":
+        from .data import check_transforms
+
+        comp, _ = stages.load_checked(cfg, images=True)
+        check_transforms(cfg.augment, cfg.train.image_size)
+        print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {len(comp.classes)} classes")
+    elif args.command == "folds":
+        stages.run_folds(cfg)
+    elif args.command == "train":
+        return stages.run_train(cfg, args.fold, args.nproc, args.fresh, args.accelerate_config, args.port)
+    elif args.command == "oof":
+        stages.run_oof(cfg)
+    elif args.command == "submit":
+        stages.run_submit(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The competition folder: its CSV files and images, read and checked before any training.
+
+Every problem is a PodiumError naming the file, column or id. Image problems are collected and
+reported together, so a user fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import file_hash, read_json, text_hash, write_json
+from .config import Config
+from .errors import PodiumError
+from .images import is_decodable
+
+ID_SHOWN = 10  # how many offending ids an error message lists
+
+
+@dataclass(frozen=True)
+class Competition:
+    """The checked tables. `train`/`test` carry a `path` column: each row's image file."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    sample: pd.DataFrame
+    classes: list  # multiclass: the sorted class values; binary: [0, 1]; multilabel: the columns
+    task: str
+    data_dir: Path
+
+    @property
+    def num_outputs(self) -> int:
+        """Model outputs: one logit per class, a single logit for binary (sigmoid)."""
+        return 1 if self.task == "binary" else len(self.classes)
+
+
+def _list(values) -> str:
+    values = [str(v) for v in values]
+    head = ", ".join(repr(v) for v in values[:ID_SHOWN])
+    return head + (f" and {len(values) - ID_SHOWN} more" if len(values) > ID_SHOWN else "")
+
+
+def read_csv(path: Path, id_column: str, required: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise PodiumError(f"{path}: file not found")
+    try:
+        # ids stay strings: '007' must not become 7, and they name image files.
+        df = pd.read_csv(path, dtype={id_column: str}, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PodiumError(f"{path}: cannot parse as CSV ({exc})") from None
+    missing = [c for c in [id_column, *required] if c not in df.columns]
+    if missing:
+        raise PodiumError(f"{path}: no column {_list(missing)} (columns: {', '.join(map(str, df.columns))})")
+    ids = df[id_column]
+    empty = ids.isna() | (ids.astype(str).str.strip() == "")
+    if empty.any():
+        rows = [i + 2 for i in np.flatnonzero(empty.to_numpy())]  # +2: header line, 1-based
+        raise PodiumError(f"{path}: column '{id_column}' is empty on line(s) {_list(rows)}")
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        raise PodiumError(f"{path}: duplicate id(s) in column '{id_column}': {_list(dup)}")
+    return df
+
+
+def _check_targets(df: pd.DataFrame, path: Path, cfg: Config) -> None:
+    data = cfg.data
+    for col in data.target_columns:
+        empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise PodiumError(
+                f"{path}: target column '{col}' is empty or NaN for id(s) {_list(df.loc[empty, data.id_column])}"
+            )
+        if data.task in ("binary", "multilabel"):
+            bad = ~df[col].isin([0, 1])
+            if bad.any():
+                raise PodiumError(
+                    f"{path}: target column '{col}' must hold 0 or 1 for a {data.task} task; "
+                    f"id(s) {_list(df.loc[bad, data.id_column])} do not"
+                )
+    if data.task == "multiclass" and df[data.target].nunique() < 2:
+        raise PodiumError(f"{path}: target column '{data.target}' has fewer than two classes")
+
+
+def _template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def image_paths(df: pd.DataFrame, template: str, key: str, csv: Path, data_dir: Path) -> list[Path]:
+    """Each row's image file, from a template such as 'train/{id}.png'; never outside data_dir."""
+    fields = _template_fields(template)
+    unknown = [f for f in fields if f not in df.columns]
+    if unknown:
+        raise PodiumError(f"config key '{key}': {{{unknown[0]}}} is not a column of {csv}")
+    root = data_dir.resolve()
+    rows = df[fields].astype(str).to_dict("records") if fields else [{}] * len(df)
+    paths, escaping = [], []
+    for row in rows:
+        rel = template.format(**row)
+        full = Path(os.path.normpath(root / rel))
+        if Path(rel).is_absolute() or not full.is_relative_to(root):
+            escaping.append(rel)
+        paths.append(full)
+    if escaping:
+        raise PodiumError(f"{csv}: image path(s) {_list(escaping)} leave the competition folder {data_dir}")
+    return paths
+
+
+def _classes(train: pd.DataFrame, cfg: Config) -> list:
+    if cfg.data.task == "multilabel":
+        return list(cfg.data.target_columns)
+    if cfg.data.task == "binary":
+        return [0, 1]
+    values = sorted(train[cfg.data.target].unique().tolist())
+    return values
+
+
+def load_competition(cfg: Config) -> Competition:
+    """Read and check the CSV files (not the image contents: see check_images)."""
+    data = cfg.data
+    root = cfg.data_dir
+    if not root.is_dir():
+        raise PodiumError(f"competition folder not found: {root} (config key 'data.dir')")
+    train_csv, test_csv, sample_csv = root / data.train_csv, root / data.test_csv, root / data.sample_submission
+    extra = [cfg.folds.group_column] if cfg.folds.group_column else []
+    train = read_csv(train_csv, data.id_column, data.target_columns + extra)
+    _check_targets(train, train_csv, cfg)
+    test = read_csv(test_csv, data.id_column, [])
+    sample = read_csv(sample_csv, data.id_column, [])
+    if len(sample.columns) < 2:
+        raise PodiumError(f"{sample_csv}: expected the id column and at least one prediction column")
+    test_ids, sample_ids = set(test[data.id_column]), set(sample[data.id_column])
+    if test_ids != sample_ids:
+        only_test, only_sample = sorted(test_ids - sample_ids), sorted(sample_ids - test_ids)
+        raise PodiumError(
+            f"{test_csv} and {sample_csv} have different ids: "
+            f"{len(only_test)} only in {data.test_csv} ({_list(only_test)}), "
+            f"{len(only_sample)} only in {data.sample_submission} ({_list(only_sample)})"
+        )
+    if data.task == "multiclass" and train[data.target].dtype.kind == "f":
+        # 3.0 and 3 are one class; keep integer labels integers in the submission.
+        if (train[data.target] % 1 == 0).all():
+            train[data.target] = train[data.target].astype(np.int64)
+    train = train.assign(path=image_paths(train, data.train_images, "data.train_images", train_csv, root))
+    test = test.assign(path=image_paths(test, data.test_images, "data.test_images", test_csv, root))
+    return Competition(train=train, test=test, sample=sample, classes=_classes(train, cfg), task=data.task, data_dir=root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image checks and the data hash.
+#
+# Every image is opened and decoded once; the result is remembered by (path, size, mtime) in a
+# cache file, together with the file's content hash. A stage judges freshness by content hashes;
+# the stat key only saves re-reading files that did not change.
+
+
+def _check_one(path: Path) -> tuple[str, int, int, str | None, bool]:
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path), -1, -1, None, False
+    return str(path), st.st_size, st.st_mtime_ns, file_hash(path), is_decodable(path)
+
+
+def check_images(comp: Competition, cache_file: Path | None = None, workers: int = 8) -> str:
+    """Check that every image exists and decodes; return a hash of the data's content.
+
+    Raises one PodiumError listing every missing and every undecodable file (all of them).
+    """
+    cache: dict = {}
+    if cache_file is not None and cache_file.is_file():
+        try:
+            cache = read_json(cache_file)
+        except (OSError, ValueError):
+            cache = {}
+    paths = [*comp.train["path"], *comp.test["path"]]
+    results: dict[str, tuple] = {}
+    todo = []
+    for p in paths:
+        key = str(p)
+        hit = cache.get(key)
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        if hit and st and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[3]:
+            results[key] = tuple(hit)
+        else:
+            todo.append(p)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # cv2 and hashing release the GIL
+        for key, size, mtime, digest, ok in pool.map(_check_one, todo):
+            results[key] = (size, mtime, digest, ok)
+    root = comp.data_dir.resolve()
+    missing = [os.path.relpath(k, root) for k in map(str, paths) if results[k][0] < 0]
+    broken = [os.path.relpath(k, root) for k in map(str, paths) if results[k][0] >= 0 and not results[k][3]]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} image file(s) missing in {comp.data_dir}: " + ", ".join(missing))
+    if broken:
+        problems.append(f"{len(broken)} image file(s) in {comp.data_dir} cannot be decoded: " + ", ".join(broken))
+    if cache_file is not None and todo:
+        write_json(cache_file, {k: list(v) for k, v in results.items() if v[3]})
+    if problems:
+        raise PodiumError("; ".join(problems))
+    return text_hash(*(f"{os.path.relpath(k, root)}={results[k][2]}" for k in sorted(map(str, paths))))

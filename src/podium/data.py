@@ -1,0 +1,121 @@
+"""Datasets and albumentations pipelines.
+
+The epoch and the image size live in a small shared-memory tensor that every loader worker
+reads at each sample. Persistent workers keep their copy of the dataset across epochs, so a
+plain attribute set in the main process would never reach them; shared memory does.
+Augmentation randomness is seeded per sample from (seed, epoch, row), so it is the same for any
+number of workers or processes, and different in every epoch.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset
+
+from .config import AugmentConfig
+from .errors import PodiumError
+from .images import read_rgb
+
+
+def build_transform(steps: list[dict], size: int, aug: AugmentConfig, key: str) -> A.Compose:
+    """An albumentations pipeline from config steps; size-taking steps get `size` unless set."""
+    ops = []
+    for i, step in enumerate(steps):
+        kwargs = {k: v for k, v in step.items() if k != "name"}
+        cls = getattr(A, step["name"], None)
+        if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
+            raise PodiumError(f"config key '{key}[{i}]': albumentations has no transform '{step['name']}'")
+        params = inspect.signature(cls.__init__).parameters
+        if "size" in params and "size" not in kwargs:
+            kwargs["size"] = (size, size)
+        if "height" in params and "width" in params and "height" not in kwargs and "width" not in kwargs:
+            kwargs["height"] = kwargs["width"] = size
+        for name in ("size", "scale", "ratio"):
+            if isinstance(kwargs.get(name), list):  # YAML lists where albumentations wants tuples
+                kwargs[name] = tuple(kwargs[name])
+        try:
+            ops.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise PodiumError(f"config key '{key}[{i}]' ({step['name']}): {str(exc).splitlines()[0]}") from None
+    ops += [A.Normalize(mean=aug.mean, std=aug.std), ToTensorV2()]
+    return A.Compose(ops)
+
+
+def check_transforms(aug: AugmentConfig, size: int) -> None:
+    """Build both pipelines and run them on odd-shaped images: each must give 3 x size x size."""
+    for key, steps in (("augment.train", aug.train), ("augment.valid", aug.valid)):
+        tf = build_transform(steps, size, aug, key)
+        for shape in ((size + 13, size * 2 + 7, 3), (max(8, size // 2), size + 5, 3)):
+            out = tf(image=np.zeros(shape, np.uint8))["image"]
+            if tuple(out.shape) != (3, size, size):
+                raise PodiumError(
+                    f"config key '{key}': the pipeline gives images of shape {tuple(out.shape)}, "
+                    f"not 3x{size}x{size}; add a step that sets the size (Resize, RandomResizedCrop, ...)"
+                )
+
+
+class LoaderState:
+    """(epoch, image size) in shared memory: written by the main loop, read by every worker."""
+
+    def __init__(self, size: int):
+        self._t = torch.tensor([0, size], dtype=torch.int64).share_memory_()
+
+    def set(self, epoch: int, size: int) -> None:
+        self._t[0], self._t[1] = epoch, size
+
+    @property
+    def epoch(self) -> int:
+        return int(self._t[0])
+
+    @property
+    def size(self) -> int:
+        return int(self._t[1])
+
+
+class ImageDataset(Dataset):
+    """Returns (image tensor, target, row index). The row index travels with the batch so that
+    predictions gathered from several processes are written by id, never by position."""
+
+    def __init__(self, paths, targets, steps: list[dict], aug: AugmentConfig, state: LoaderState,
+                 seed: int, key: str, augment_seed: bool):
+        self.paths = [str(p) for p in paths]
+        self.targets = targets
+        self.steps, self.aug, self.key = steps, aug, key
+        self.state = state
+        self.seed = seed
+        self.augment_seed = augment_seed
+        self._pipelines: dict[int, A.Compose] = {}  # per size, built lazily in each worker
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def pipeline(self, size: int) -> A.Compose:
+        if size not in self._pipelines:
+            self._pipelines[size] = build_transform(self.steps, size, self.aug, self.key)
+        return self._pipelines[size]
+
+    def __getitem__(self, i: int):
+        image = read_rgb(self.paths[i])
+        tf = self.pipeline(self.state.size)
+        if self.augment_seed:
+            ss = np.random.SeedSequence([self.seed, self.state.epoch, i])
+            tf.set_random_seed(int(ss.generate_state(1)[0]))
+        x = tf(image=image)["image"]
+        y = self.targets[i] if self.targets is not None else 0
+        return x, y, i
+
+
+def encode_targets(df, classes: list, task: str, target_columns: list[str]) -> np.ndarray:
+    """Targets as the loss wants them: class index (multiclass), 0/1 float (binary), or a 0/1
+    float matrix (multilabel)."""
+    if task == "multiclass":
+        lookup = {c: i for i, c in enumerate(classes)}
+        return df[target_columns[0]].map(lookup).to_numpy(dtype=np.int64)
+    if task == "binary":
+        return df[target_columns[0]].to_numpy(dtype=np.float32)
+    return df[target_columns].to_numpy(dtype=np.float32)

@@ -1,0 +1,265 @@
+"""Training one fold: a plain Accelerate loop, top to bottom.
+
+Run under `accelerate launch` (the `podium train` command builds that command line). Every
+process runs this function; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from safetensors.torch import save as safetensors_bytes
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
+
+from . import artifacts
+from .competition import Competition, load_competition
+from .config import Config, config_hash
+from .data import ImageDataset, LoaderState, encode_targets
+from .metrics import is_better, score_all
+from .models import create_model
+from .provenance import provenance
+from .schedule import lr_at, updates_per_epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces the loop uses
+
+
+def prob_columns(comp: Competition, cfg: Config) -> list[str]:
+    """The probability columns of oof.csv / test.csv: one per class (binary: P(class 1))."""
+    if comp.task == "binary":
+        return [cfg.data.target_columns[0]]
+    return [str(c) for c in comp.classes]
+
+
+def soft_targets(y: torch.Tensor, task: str, num_outputs: int) -> torch.Tensor:
+    """Targets as rows of probabilities, the form mixing and smoothing work on."""
+    if task == "multiclass":
+        return F.one_hot(y, num_outputs).float()
+    if task == "binary":
+        return y.float().unsqueeze(1)
+    return y.float()
+
+
+def train_loss_fn(task: str):
+    # Soft targets throughout: a one-hot row gives exactly the usual cross-entropy.
+    return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    logits = logits.float()
+    if task == "multiclass":
+        return logits.softmax(dim=1)
+    p = logits.sigmoid()
+    return p.squeeze(1) if task == "binary" else p
+
+
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Validation loss against the true labels, one value per row (so it can be gathered)."""
+    logits = logits.float()
+    if task == "multiclass":
+        return F.cross_entropy(logits, y, reduction="none")
+    target = y.float().view(logits.shape)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+
+
+@torch.no_grad()
+def predict(model, loader, accelerator: Accelerator, task: str, tta_hflip: bool, with_loss: bool):
+    """Probabilities for every row of `loader`'s dataset, in the dataset's row order.
+
+    Each batch carries its row indices; gather_for_metrics drops the rows a distributed
+    sampler repeats to even out the last batch, and the check below proves every row came back
+    exactly once before anything is written by id.
+    """
+    model.eval()
+    probs, rows, losses = [], [], []
+    for images, y, idx in loader:
+        with accelerator.autocast():
+            logits = model(images)
+            p = probabilities(logits, task)
+            if tta_hflip:
+                p = (p + probabilities(model(images.flip(3)), task)) / 2
+        loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
+        p, idx, loss = accelerator.gather_for_metrics((p.contiguous(), idx, loss))
+        probs.append(p.cpu())
+        rows.append(idx.cpu())
+        losses.append(loss.cpu())
+    probs_np = torch.cat(probs).numpy()
+    rows_np = torch.cat(rows).numpy()
+    n = len(loader.dataset)
+    if len(rows_np) != n or not np.array_equal(np.sort(rows_np), np.arange(n)):
+        raise RuntimeError(f"prediction gathered {len(rows_np)} rows for a dataset of {n}: not each row once")
+    order = np.argsort(rows_np)
+    return probs_np[order], float(torch.cat(losses).mean())
+
+
+def prediction_frame(ids, probs: np.ndarray, columns: list[str], id_column: str) -> pd.DataFrame:
+    probs = probs.reshape(len(ids), -1)
+    return pd.DataFrame({id_column: list(ids), **{c: probs[:, j] for j, c in enumerate(columns)}})
+
+
+def resolve_precision(cfg: Config) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    if not torch.cuda.is_available():
+        return "no"  # CPU autocast is slow for convolutions here; float32 it is
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_processes: int | None = None) -> None:
+    use_cpu = not torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=use_cpu,  # with no GPU, several processes form a gloo group only with cpu=True
+        mixed_precision=resolve_precision(cfg),
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        # podium steps the lr itself, once per optimizer update (see schedule.py)
+        step_scheduler_with_optimizer=False,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+    )
+    if expected_processes is not None and accelerator.num_processes != expected_processes:
+        raise RuntimeError(
+            f"asked for {expected_processes} processes, accelerate formed a group of "
+            f"{accelerator.num_processes} ({accelerator.distributed_type})"
+        )
+    main = accelerator.is_main_process
+    fold_dir = cfg.run_dir / f"fold{fold}"
+    # Seed before building the model: every process gets the same initial weights.
+    set_seed(cfg.seed)
+
+    comp = load_competition(cfg)
+    folds = pd.read_csv(cfg.run_dir / "folds.csv", dtype={cfg.data.id_column: str})
+    fold_of = comp.train[cfg.data.id_column].map(dict(zip(folds[cfg.data.id_column], folds["fold"])))
+    train_df = comp.train[fold_of != fold].reset_index(drop=True)
+    valid_df = comp.train[fold_of == fold].reset_index(drop=True)
+    targets = lambda df: encode_targets(df, comp.classes, comp.task, cfg.data.target_columns)  # noqa: E731
+
+    size = cfg.train.image_size
+    state = LoaderState(size)
+    aug, seed = cfg.augment, cfg.seed
+    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, aug, state, seed, "augment.train", True)
+    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, state, seed, "augment.valid", False)
+    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, state, seed, "augment.valid", False)
+    workers = cfg.train.num_workers
+    loader_kw = dict(num_workers=workers, pin_memory=not use_cpu, persistent_workers=workers > 0)
+    # drop_last: every training batch is full, so batch statistics and mixing never see a
+    # batch of one, and every process does the same number of updates.
+    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, **loader_kw)
+    pred_bs = cfg.predict.batch_size or 2 * cfg.train.batch_size
+    valid_loader = DataLoader(valid_ds, batch_size=pred_bs, shuffle=False, **loader_kw)
+    test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=not use_cpu)
+
+    model = create_model(cfg.model, comp.num_outputs)
+    channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.train.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                    weight_decay=cfg.train.weight_decay, nesterov=True)
+    model, optimizer, train_loader, valid_loader, test_loader = accelerator.prepare(
+        model, optimizer, train_loader, valid_loader, test_loader
+    )
+    if cfg.train.compile:
+        model = torch.compile(model)
+    # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
+                     use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
+    loss_fn = train_loss_fn(comp.task)
+    per_epoch = updates_per_epoch(len(train_ds), cfg, accelerator.num_processes)
+    columns = prob_columns(comp, cfg)
+    id_col = cfg.data.id_column
+
+    if main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        saved = cfg.model_dump(mode="json")
+        saved["provenance"] = provenance(
+            seed=cfg.seed, fold=fold, folds_hash=stage_inputs.get("folds"), config_hash=stage_inputs.get("config"),
+            data_hash=stage_inputs.get("data"), num_processes=accelerator.num_processes,
+            distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
+            device=str(accelerator.device),
+        )
+        artifacts.write_yaml(fold_dir / "config.yaml", saved)
+        print(f"fold {fold}: {len(train_ds)} train / {len(valid_ds)} valid rows, {accelerator.num_processes} "
+              f"process(es) on {accelerator.device}, {per_epoch} updates per epoch", flush=True)
+
+    history: list[dict] = []
+    best_score, best_epoch, best_state, best_oof = None, -1, None, None
+    update = 0
+    for epoch in range(cfg.train.epochs):
+        start = time.time()
+        # Set before iterating: persistent workers read epoch and size from shared memory.
+        state.set(epoch, size)
+        train_loader.set_epoch(epoch)
+        model.train()
+        loss_sum = torch.zeros((), device=accelerator.device)
+        seen = torch.zeros((), device=accelerator.device)
+        for images, y, _ in train_loader:
+            with accelerator.accumulate(model):
+                target = soft_targets(y, comp.task, comp.num_outputs)
+                with accelerator.autocast():
+                    logits = model(images)
+                loss = loss_fn(logits.float(), target)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:  # this batch completes an optimizer update
+                    lr = lr_at(update, cfg, per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    if cfg.train.clip_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if accelerator.sync_gradients:
+                    update += 1
+                    if ema is not None:
+                        ema.update(accelerator.unwrap_model(model), step=update)
+            loss_sum += loss.detach() * len(y)
+            seen += len(y)
+        train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
+
+        eval_model = ema.module if ema is not None else model
+        probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, True)
+        scores = score_all(valid_ds.targets, probs, comp.task)
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
+               "image_size": size, "seconds": round(time.time() - start, 2)}
+        history.append(row)
+        improved = is_better(cfg.metric, scores[cfg.metric], best_score)
+        if improved:  # every process keeps the best weights, so all can predict the test set
+            best_score, best_epoch, best_oof = scores[cfg.metric], epoch, probs
+            best_state = {k: v.detach().to("cpu", copy=True)
+                          for k, v in accelerator.unwrap_model(eval_model).state_dict().items()}
+        if main:
+            artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
+            if improved:
+                weights = {k: v.contiguous() for k, v in best_state.items()}
+                artifacts.write_bytes(fold_dir / "model.safetensors", safetensors_bytes(weights))
+            print(f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}"
+                  f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
+
+    # The test set is predicted with the best epoch's weights.
+    accelerator.unwrap_model(eval_model).load_state_dict(best_state)
+    test_probs, _ = predict(eval_model, test_loader, accelerator, comp.task, cfg.predict.tta_hflip, False)
+    if main:
+        artifacts.write_csv(fold_dir / "oof.csv", prediction_frame(valid_df[id_col], best_oof, columns, id_col))
+        artifacts.write_csv(fold_dir / "test.csv", prediction_frame(comp.test[id_col], test_probs, columns, id_col))
+        artifacts.mark_done(fold_dir, "train", stage_inputs,
+                            [fold_dir / n for n in ("history.csv", "model.safetensors", "oof.csv", "test.csv")])
+        print(f"fold {fold}: best {cfg.metric} {best_score:.4f} at epoch {best_epoch + 1}; wrote {fold_dir}/", flush=True)
+    accelerator.wait_for_everyone()
+    # Destroys the process group; without it a gloo group sometimes aborts at exit.
+    accelerator.end_training()

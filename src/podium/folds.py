@@ -1,0 +1,56 @@
+"""Cross-validation folds: one fold number per train row, deterministic for a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from .config import Config
+from .errors import PodiumError
+
+
+def split_folds(train: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """A frame of (id, fold) in train.csv's row order; each row in exactly one fold."""
+    f, data = cfg.folds, cfg.data
+    k, seed = f.n_splits, cfg.seed
+    n = len(train)
+    if k > n:
+        raise PodiumError(f"folds.n_splits={k} is larger than the {n} rows of {data.train_csv}")
+    x = np.zeros(n)
+    y = train[data.target_columns].to_numpy() if data.task == "multilabel" else train[data.target_columns[0]].to_numpy()
+    groups = train[f.group_column].to_numpy() if f.group_column else None
+
+    if f.strategy in ("stratified", "stratified_group"):
+        counts = pd.Series(y).value_counts()
+        if counts.min() < k:
+            raise PodiumError(
+                f"folds.n_splits={k} is larger than the smallest class allows for stratification: "
+                f"class {counts.idxmin()!r} of column '{data.target}' has {counts.min()} row(s)"
+            )
+    if groups is not None:
+        if pd.isna(groups).any():
+            raise PodiumError(f"{data.train_csv}: group column '{f.group_column}' has empty values")
+        if len(np.unique(groups)) < k:
+            raise PodiumError(
+                f"folds.n_splits={k} is larger than the {len(np.unique(groups))} groups in column '{f.group_column}'"
+            )
+
+    if f.strategy == "kfold":
+        splitter = KFold(k, shuffle=True, random_state=seed)
+    elif f.strategy == "stratified":
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    elif f.strategy == "group":
+        splitter = GroupKFold(k, shuffle=True, random_state=seed)
+    elif f.strategy == "stratified_group":
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    else:  # multilabel_stratified: iterative stratification (Sechidis et al. 2011)
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+
+    fold = np.full(n, -1, dtype=np.int64)
+    for i, (_, valid_idx) in enumerate(splitter.split(x, y, groups)):
+        fold[valid_idx] = i
+    assert (fold >= 0).all(), "a splitter left rows without a fold"
+    return pd.DataFrame({data.id_column: train[data.id_column].to_numpy(), "fold": fold})
