@@ -62,10 +62,7 @@ def _run(args) -> int | None:
     if args.command == "n-splits":
         print(cfg.folds.n_splits)
     elif args.command == "check":
-        from .data import check_transforms
-
-        comp, _ = stages.load_checked(cfg, images=True)
-        check_transforms(cfg.augment, cfg.train.image_size)
+        comp, _ = stages.preflight(cfg)
         print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {len(comp.classes)} classes")
     elif args.command == "folds":
         stages.run_folds(cfg)

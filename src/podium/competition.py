@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import file_hash, read_json, text_hash, write_json
+from .artifacts import file_hash, read_json, text_hash
 from .config import Config
 from .errors import PodiumError
 from .images import is_decodable
@@ -167,8 +167,9 @@ def _check_one(path: Path) -> tuple[str, int, int, str | None, bool]:
     return str(path), st.st_size, st.st_mtime_ns, file_hash(path), is_decodable(path)
 
 
-def check_images(comp: Competition, cache_file: Path | None = None, workers: int = 8) -> str:
-    """Check that every image exists and decodes; return a hash of the data's content.
+def check_images(comp: Competition, cache_file: Path | None = None, workers: int = 8) -> tuple[str, dict]:
+    """Check that every image exists and decodes; return a hash of the images' content and the
+    updated cache (for the caller to write once every other check has passed too).
 
     Raises one PodiumError listing every missing and every undecodable file (all of them).
     """
@@ -203,8 +204,7 @@ def check_images(comp: Competition, cache_file: Path | None = None, workers: int
         problems.append(f"{len(missing)} image file(s) missing in {comp.data_dir}: " + ", ".join(missing))
     if broken:
         problems.append(f"{len(broken)} image file(s) in {comp.data_dir} cannot be decoded: " + ", ".join(broken))
-    if cache_file is not None and todo:
-        write_json(cache_file, {k: list(v) for k, v in results.items() if v[3]})
     if problems:
         raise PodiumError("; ".join(problems))
-    return text_hash(*(f"{os.path.relpath(k, root)}={results[k][2]}" for k in sorted(map(str, paths))))
+    digest = text_hash(*(f"{os.path.relpath(k, root)}={results[k][2]}" for k in sorted(map(str, paths))))
+    return digest, {k: list(v) for k, v in results.items()}

@@ -128,7 +128,8 @@ MetricName = Literal["accuracy", "log_loss", "roc_auc", "f1_macro", "qwk"]
 class Config(_Section):
     experiment: str = "default"  # set from the config file's stem
     seed: int = 42
-    runs_dir: str = "runs"
+    runs_dir: str = "runs"  # outputs go to <runs_dir>/<experiment>/
+    submissions_dir: str = "submissions"  # make submit writes <submissions_dir>/<experiment>.csv
     data: DataConfig = DataConfig()
     folds: FoldsConfig = FoldsConfig()
     model: ModelConfig = ModelConfig()

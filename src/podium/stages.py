@@ -38,16 +38,34 @@ def ensure_demo_data(cfg: Config) -> None:
         write_demo(DEMO_DIR)
 
 
-def load_checked(cfg: Config, images: bool = False) -> tuple[Competition, str]:
-    """The competition's tables, checked; with `images`, every image decoded once (cached)."""
+def load_checked(cfg: Config) -> tuple[Competition, str]:
+    """The competition's tables, checked, and a hash of the three CSV files."""
     ensure_demo_data(cfg)
     comp = load_competition(cfg)
     root = cfg.data_dir
-    parts = [artifacts.file_hash(root / name) for name in
-             (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission)]
-    if images:
-        parts.append(check_images(comp, cfg.run_dir / "image-check.json"))
-    return comp, artifacts.text_hash(*parts)
+    csvs = [artifacts.file_hash(root / name) for name in
+            (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission)]
+    return comp, artifacts.text_hash(*csvs)
+
+
+def preflight(cfg: Config) -> tuple[Competition, str]:
+    """Every check that can run before training, in one process, writing nothing until all pass:
+    the tables, the folds, the augmentation pipelines, the model, every image.
+
+    Returns the competition and a content hash of its data (CSV files and images).
+    """
+    from .data import check_transforms
+    from .folds import split_folds
+    from .models import create_model
+
+    comp, csv_hash = load_checked(cfg)
+    split_folds(comp.train, cfg)
+    check_transforms(cfg.augment, cfg.train.image_size)
+    create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
+    cache_file = cfg.run_dir / "image-check.json"
+    images_hash, cache = check_images(comp, cache_file)
+    artifacts.write_json(cache_file, cache)
+    return comp, artifacts.text_hash(csv_hash, images_hash)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,15 +98,11 @@ def train_inputs(cfg: Config, fold: int, data_hash: str) -> dict[str, str]:
 def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = False,
               accelerate_config: str | None = None, port: int | None = None) -> int:
     """Check everything, then train one fold under `accelerate launch`; returns its exit code."""
-    from .data import check_transforms
     from .launch import launch_command, run_launch
-    from .models import create_model
 
     if not 0 <= fold < cfg.folds.n_splits:
         raise PodiumError(f"FOLD={fold}: folds are numbered 0 to {cfg.folds.n_splits - 1} (folds.n_splits)")
-    comp, data_hash = load_checked(cfg, images=True)
-    check_transforms(cfg.augment, cfg.train.image_size)
-    create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
+    comp, data_hash = preflight(cfg)
     run_folds(cfg, comp)
     fold_dir = cfg.run_dir / f"fold{fold}"
     inputs = train_inputs(cfg, fold, data_hash)
@@ -201,7 +215,7 @@ def print_cv(cv: dict) -> None:
     _out("\n".join(lines) + f"\nother OOF metrics: {others}")
 
 
-def run_submit(cfg: Config, out_dir: Path = Path("submissions")) -> Path:
+def run_submit(cfg: Config) -> Path:
     """Average the folds' test probabilities and write the submission in sample_submission's shape."""
     from .engine import prob_columns
     from .submission import build_submission
@@ -210,7 +224,7 @@ def run_submit(cfg: Config, out_dir: Path = Path("submissions")) -> Path:
     id_col = cfg.data.id_column
     cols = prob_columns(comp, cfg)
     paths = _fold_files(cfg, "test.csv")
-    out = out_dir / f"{cfg.experiment}.csv"
+    out = Path(cfg.submissions_dir) / f"{cfg.experiment}.csv"
     inputs = {"config": config_hash(cfg),
               "sample": artifacts.file_hash(cfg.data_dir / cfg.data.sample_submission),
               **{f"fold{k}": artifacts.file_hash(p) for k, p in enumerate(paths)}}
