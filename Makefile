@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 OVERRIDES ?=
 FOLD   ?= 0
+FOLDS  ?=
 NPROC  ?=
 FRESH  ?=
 ACCELERATE_CONFIG ?=
@@ -15,13 +16,15 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install demo demo-data check folds train cv oof submit test clean
+.PHONY: help install demo demo-data check folds train cv oof submit schedule ablate test clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo            the whole pipeline on the demo competition"
 	@echo "make test            the test suite (CPU)"
 	@echo "make folds | train FOLD=k | cv | oof | submit   [CONFIG=... OVERRIDES=\"k=v ...\"]"
+	@echo "make schedule        lr and image size per update, from the config (runs/<exp>/schedule.png)"
+	@echo "make ablate FOLDS=0,1  the five tricks' effect on the CV score (runs/<exp>/ablation.png)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -47,7 +50,7 @@ train: $(VENV)/.installed
 # make cv trains every fold one after another; make -j N cv trains N side by side, each with its
 # own rendezvous port and, with GPUs, its own GPU (fold k on GPU k mod #GPUs).
 N_SPLITS = $(shell $(PODIUM) n-splits --config $(CONFIG) $(OVERRIDES))
-PARALLEL = $(filter -j%,$(MAKEFLAGS))$(findstring j,$(firstword -$(MAKEFLAGS)))
+PARALLEL = $(filter-out -j1,$(filter -j%,$(MAKEFLAGS)))
 cv: $(VENV)/.installed folds
 	@$(MAKE) --no-print-directory $(addprefix cv-fold-,$(shell seq 0 $$(( $(N_SPLITS) - 1 ))))
 
@@ -60,6 +63,12 @@ oof: $(VENV)/.installed
 
 submit: $(VENV)/.installed
 	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
+
+schedule: $(VENV)/.installed
+	$(PODIUM) schedule --config $(CONFIG) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
+
+ablate: $(VENV)/.installed
+	$(PODIUM) ablate --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
 
 demo: $(VENV)/.installed
 	$(PODIUM) demo-data

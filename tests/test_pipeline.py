@@ -4,7 +4,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from PIL import Image
 
@@ -177,3 +176,30 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     assert new_hash != data_hash
     (fold_dir / "oof.csv").write_text((fold_dir / "oof.csv").read_text() + "\n")
     assert not artifacts.is_up_to_date(fold_dir, "train", train_inputs(cfg, 0, data_hash))
+
+
+def test_progressive_sizes_reach_persistent_workers_and_match_schedule(tmp_path, competition):
+    """The size every training batch had, observed in the loop and logged in history.csv, with two
+    persistent loader workers, equals the size schedule.csv announced for that epoch."""
+    config = tmp_path / "prog.yaml"
+    config.write_text(yaml.safe_dump({
+        "runs_dir": str(tmp_path / "runs"), "data": {"dir": str(competition)}, "folds": {"n_splits": 3},
+        "model": {"name": "test_efficientnet"},
+        "train": {"epochs": 4, "batch_size": 16, "image_size": 32, "num_workers": 2},
+        "resize": {"start_scale": 0.5, "step": 8},
+        "mix": {"off_epochs": 1, "prob": 1.0},
+    }))
+    _ok(podium("schedule", "--config", str(config)))
+    _ok(podium("train", "--config", str(config), "--fold", "0"))
+    run = tmp_path / "runs" / "prog"
+    schedule = pd.read_csv(run / "schedule.csv")
+    announced = schedule.groupby("epoch")["image_size"].agg(lambda s: s.unique().tolist())
+    history = pd.read_csv(run / "fold0" / "history.csv")
+    assert all(len(v) == 1 for v in announced)
+    assert history["image_size"].tolist() == [v[0] for v in announced] == [16, 24, 24, 32]
+    assert history["mix"].tolist() == ["mixup+cutmix"] * 3 + ["off"]
+    assert (history["label_smoothing"] == 0.1).all() and (history["scheduler"] == "cosine_restarts").all()
+    assert (run / "schedule.png").stat().st_size > 1000
+    per_epoch = len(schedule) // 4
+    # the lr logged at each epoch's end is the schedule's lr of that epoch's last update
+    assert np.allclose(history["lr"], schedule["lr"].iloc[per_epoch - 1::per_epoch].to_numpy())

@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--port", type=int, default=None, help="rendezvous port (default 29500 + fold)")
     stage("oof", help="join the out-of-fold predictions, write oof.csv and cv.json")
     stage("submit", help="write submissions/<exp>.csv")
+    sc = stage("schedule", help="write runs/<exp>/schedule.csv and schedule.png from the config alone")
+    sc.add_argument("--nproc", type=int, default=1, help="training processes the schedule assumes")
+    ab = stage("ablate", help="train no tricks / all five / all minus each one on the same folds")
+    ab.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 (default: all)")
+    ab.add_argument("--nproc", type=int, default=None)
     stage("n-splits", help="print folds.n_splits (for the Makefile)")
     sub.add_parser("demo-data", help="write the demo competition to data/demo/")
     w = sub.add_parser("train-worker", help=argparse.SUPPRESS)
@@ -72,6 +77,16 @@ def _run(args) -> int | None:
         stages.run_oof(cfg)
     elif args.command == "submit":
         stages.run_submit(cfg)
+    elif args.command == "schedule":
+        stages.run_schedule(cfg, args.nproc)
+    elif args.command == "ablate":
+        from .ablation import run_ablation
+
+        try:
+            folds = [int(f) for f in args.folds.split(",") if f.strip()]
+        except ValueError:
+            raise PodiumError(f"FOLDS={args.folds}: expected fold numbers such as 0,1") from None
+        run_ablation(cfg, folds, args.nproc)
     return 0
 
 

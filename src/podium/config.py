@@ -87,9 +87,52 @@ class TrainConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    name: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0)
+    # cosine_restarts: SGDR (Loshchilov & Hutter 2017), cycles of t0, t0*t_mult, ... epochs.
+    # cosine: one decay over the whole run. constant: train.lr throughout (after warmup).
+    name: Literal["cosine_restarts", "cosine", "constant"] = "cosine_restarts"
+    # First cycle length in epochs; null: epochs / (1 + t_mult), i.e. two cycles that end
+    # exactly when training ends (a run should finish at the bottom of a cycle).
+    t0_epochs: Optional[float] = Field(None, gt=0)
+    t_mult: int = Field(2, ge=1)  # each cycle this many times longer than the last
     lr_min: float = Field(1e-5, ge=0)
+    cycle_decay: float = Field(1.0, gt=0, le=1)  # peak lr multiplied by this at every restart
+    warmup_epochs: float = Field(1.0, ge=0)  # linear warmup from lr_min at the very start
+
+
+class MixConfig(_Section):
+    # Mixup (Zhang et al. 2018, alpha 0.2 as in "Bag of Tricks", He et al. 2019) and CutMix
+    # (Yun et al. 2019, alpha 1.0). An alpha of 0 turns that one off.
+    mixup_alpha: float = Field(0.2, ge=0)
+    cutmix_alpha: float = Field(1.0, ge=0)
+    prob: float = Field(0.5, ge=0, le=1)  # chance that a batch (or sample, mode elem) is mixed
+    switch_prob: float = Field(0.5, ge=0, le=1)  # CutMix rather than Mixup when both are on
+    mode: Literal["batch", "elem"] = "batch"  # one lambda per batch, or one per sample
+    off_epochs: int = Field(2, ge=0)  # no mixing in the last N epochs: end on clean images
+
+
+class LossConfig(_Section):
+    # Label smoothing (Szegedy et al. 2016, 0.1): q = (1-eps) y + eps/K for softmax,
+    # (1-eps) y + eps/2 for sigmoid outputs. Applied once, after mixing.
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class ResizeConfig(_Section):
+    enabled: bool = True
+    # Explicit schedule: [[epoch, size], ...], each size in force from its epoch on. Overrides
+    # the ramp below.
+    sizes: Optional[list[tuple[int, int]]] = None
+    start_scale: float = Field(0.5, gt=0, le=1)  # first size = start_scale * train.image_size
+    start_fraction: float = Field(0.0, ge=0, lt=1)  # the ramp begins this far into training
+    end_fraction: float = Field(0.8, gt=0, le=1)  # full size from here on (at least the last 20%)
+    step: int = Field(32, ge=1)  # sizes are multiples of this
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end_fraction <= self.start_fraction:
+            raise ValueError("resize.end_fraction must be larger than resize.start_fraction")
+        if self.sizes is not None and (not self.sizes or self.sizes[0][0] != 0):
+            raise ValueError("resize.sizes must start at epoch 0")
+        return self
 
 
 class AugmentConfig(_Section):
@@ -135,6 +178,9 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    mix: MixConfig = MixConfig()
+    loss: LossConfig = LossConfig()
+    resize: ResizeConfig = ResizeConfig()
     augment: AugmentConfig = AugmentConfig()
     predict: PredictConfig = PredictConfig()
     submission: SubmissionConfig = SubmissionConfig()

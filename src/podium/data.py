@@ -81,12 +81,12 @@ class ImageDataset(Dataset):
     """Returns (image tensor, target, row index). The row index travels with the batch so that
     predictions gathered from several processes are written by id, never by position."""
 
-    def __init__(self, paths, targets, steps: list[dict], aug: AugmentConfig, state: LoaderState,
+    def __init__(self, paths, targets, steps: list[dict], aug: AugmentConfig, size: LoaderState | int,
                  seed: int, key: str, augment_seed: bool):
         self.paths = [str(p) for p in paths]
         self.targets = targets
         self.steps, self.aug, self.key = steps, aug, key
-        self.state = state
+        self.size = size  # a fixed size, or the LoaderState that says the epoch's size
         self.seed = seed
         self.augment_seed = augment_seed
         self._pipelines: dict[int, A.Compose] = {}  # per size, built lazily in each worker
@@ -101,9 +101,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int):
         image = read_rgb(self.paths[i])
-        tf = self.pipeline(self.state.size)
+        fixed = isinstance(self.size, int)
+        tf = self.pipeline(self.size if fixed else self.size.size)
         if self.augment_seed:
-            ss = np.random.SeedSequence([self.seed, self.state.epoch, i])
+            ss = np.random.SeedSequence([self.seed, 0 if fixed else self.size.epoch, i])
             tf.set_random_seed(int(ss.generate_state(1)[0]))
         x = tf(image=image)["image"]
         y = self.targets[i] if self.targets is not None else 0

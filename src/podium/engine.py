@@ -6,9 +6,7 @@ process runs this function; only the main process writes files.
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,18 +15,19 @@ import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from safetensors.torch import save as safetensors_bytes
-from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from . import artifacts
 from .competition import Competition, load_competition
-from .config import Config, config_hash
+from .config import Config
 from .data import ImageDataset, LoaderState, encode_targets
+from .losses import smooth, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
+from .mix import mix, mixing_on
 from .models import create_model
 from .provenance import provenance
-from .schedule import lr_at, updates_per_epoch
+from .schedule import lr_scheduler, size_at, updates_per_epoch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,20 +39,6 @@ def prob_columns(comp: Competition, cfg: Config) -> list[str]:
     if comp.task == "binary":
         return [cfg.data.target_columns[0]]
     return [str(c) for c in comp.classes]
-
-
-def soft_targets(y: torch.Tensor, task: str, num_outputs: int) -> torch.Tensor:
-    """Targets as rows of probabilities, the form mixing and smoothing work on."""
-    if task == "multiclass":
-        return F.one_hot(y, num_outputs).float()
-    if task == "binary":
-        return y.float().unsqueeze(1)
-    return y.float()
-
-
-def train_loss_fn(task: str):
-    # Soft targets throughout: a one-hot row gives exactly the usual cross-entropy.
-    return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -108,6 +93,11 @@ def prediction_frame(ids, probs: np.ndarray, columns: list[str], id_column: str)
     return pd.DataFrame({id_column: list(ids), **{c: probs[:, j] for j, c in enumerate(columns)}})
 
 
+def _mix_name(cfg: Config) -> str:
+    on = [n for n, a in (("mixup", cfg.mix.mixup_alpha), ("cutmix", cfg.mix.cutmix_alpha)) if a > 0]
+    return "+".join(on) or "off"
+
+
 def resolve_precision(cfg: Config) -> str:
     if cfg.train.precision != "auto":
         return cfg.train.precision
@@ -150,9 +140,10 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     size = cfg.train.image_size
     state = LoaderState(size)
     aug, seed = cfg.augment, cfg.seed
+    # Training images take the epoch's size from `state`; validation, OOF and test always the final one.
     train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, aug, state, seed, "augment.train", True)
-    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, state, seed, "augment.valid", False)
-    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, state, seed, "augment.valid", False)
+    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, size, seed, "augment.valid", False)
+    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, size, seed, "augment.valid", False)
     workers = cfg.train.num_workers
     loader_kw = dict(num_workers=workers, pin_memory=not use_cpu, persistent_workers=workers > 0)
     # drop_last: every training batch is full, so batch statistics and mixing never see a
@@ -176,11 +167,16 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     )
     if cfg.train.compile:
         model = torch.compile(model)
+    # From here on each process draws its own random numbers (dropout, drop-path); the weights
+    # stay in step because DDP averages the gradients.
+    set_seed(cfg.seed, device_specific=True)
     # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
                      use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
     loss_fn = train_loss_fn(comp.task)
     per_epoch = updates_per_epoch(len(train_ds), cfg, accelerator.num_processes)
+    scheduler = lr_scheduler(optimizer, cfg, per_epoch)
+    eps = cfg.loss.label_smoothing
     columns = prob_columns(comp, cfg)
     id_col = cfg.data.id_column
 
@@ -203,22 +199,29 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     for epoch in range(cfg.train.epochs):
         start = time.time()
         # Set before iterating: persistent workers read epoch and size from shared memory.
-        state.set(epoch, size)
+        state.set(epoch, size_at(epoch, cfg))
         train_loader.set_epoch(epoch)
+        mixing = mixing_on(cfg.mix, epoch, cfg.train.epochs)
+        # Mixing draws come from (seed, epoch, process): reproducible, and resumable at an epoch.
+        mix_rng = np.random.default_rng([cfg.seed, epoch, accelerator.process_index])
         model.train()
         loss_sum = torch.zeros((), device=accelerator.device)
         seen = torch.zeros((), device=accelerator.device)
+        sizes_seen = set()
         for images, y, _ in train_loader:
+            sizes_seen.add(tuple(images.shape[-2:]))
             with accelerator.accumulate(model):
                 target = soft_targets(y, comp.task, comp.num_outputs)
+                if mixing:
+                    images, target, _ = mix(images, target, mix_rng, cfg.mix)
+                target = smooth(target, eps, comp.task)  # once, after mixing
                 with accelerator.autocast():
                     logits = model(images)
                 loss = loss_fn(logits.float(), target)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:  # this batch completes an optimizer update
-                    lr = lr_at(update, cfg, per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
+                    scheduler.step_update(update)
+                    lr = optimizer.param_groups[0]["lr"]
                     if cfg.train.clip_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
                 optimizer.step()
@@ -229,13 +232,18 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
                         ema.update(accelerator.unwrap_model(model), step=update)
             loss_sum += loss.detach() * len(y)
             seen += len(y)
+        if len(sizes_seen) != 1:
+            raise RuntimeError(f"epoch {epoch}: training batches came in sizes {sorted(sizes_seen)}, expected one")
+        (height, width), = sizes_seen
         train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
 
         eval_model = ema.module if ema is not None else model
         probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, True)
         scores = score_all(valid_ds.targets, probs, comp.task)
+        tricks = {"image_size": height if height == width else f"{height}x{width}",
+                  "mix": _mix_name(cfg) if mixing else "off", "label_smoothing": eps, "scheduler": cfg.scheduler.name}
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
-               "image_size": size, "seconds": round(time.time() - start, 2)}
+               **tricks, "seconds": round(time.time() - start, 2)}
         history.append(row)
         improved = is_better(cfg.metric, scores[cfg.metric], best_score)
         if improved:  # every process keeps the best weights, so all can predict the test set
@@ -248,7 +256,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
                 weights = {k: v.contiguous() for k, v in best_state.items()}
                 artifacts.write_bytes(fold_dir / "model.safetensors", safetensors_bytes(weights))
             print(f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
-                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}"
+                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {tricks['image_size']}"
                   f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
 
     # The test set is predicted with the best epoch's weights.

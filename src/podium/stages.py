@@ -22,7 +22,8 @@ from .errors import PodiumError
 # Config sections that decide the folds; changing e.g. the epochs must not reshuffle them.
 FOLD_SECTIONS = ("seed", "data", "folds")
 # Everything but the submission format decides a trained fold.
-TRAIN_SECTIONS = ("seed", "data", "folds", "model", "train", "scheduler", "augment", "predict", "metric")
+TRAIN_SECTIONS = ("seed", "data", "folds", "model", "train", "scheduler", "mix", "loss", "resize", "augment",
+                  "predict", "metric")
 
 
 def _out(msg: str) -> None:
@@ -213,6 +214,32 @@ def print_cv(cv: dict) -> None:
     lines += [f"{'mean':>6}  {cv['mean']:>10.5f} ± {cv['std']:.5f}", f"{'OOF':>6}  {cv['score']:>10.5f}"]
     others = "  ".join(f"{k} {v:.5f}" for k, v in cv["other_metrics"].items() if k != m)
     _out("\n".join(lines) + f"\nother OOF metrics: {others}")
+
+
+def run_schedule(cfg: Config, nproc: int = 1) -> Path:
+    """schedule.csv (update, epoch, lr, image_size) and schedule.png, from the config alone,
+    for the largest training fold; nothing is trained."""
+    from .folds import split_folds
+    from .plots import plot_schedule
+    from .schedule import lr_curve, size_at, updates_per_epoch
+
+    comp, _ = load_checked(cfg)
+    sizes = split_folds(comp.train, cfg)["fold"].value_counts()
+    n_train = len(comp.train) - int(sizes.min())  # the fold with the smallest validation part
+    try:
+        per_epoch = updates_per_epoch(n_train, cfg, nproc)
+    except ValueError as exc:
+        raise PodiumError(str(exc)) from None
+    lrs = lr_curve(cfg, per_epoch)
+    epochs = np.arange(len(lrs)) // per_epoch
+    table = pd.DataFrame({"update": np.arange(len(lrs)), "epoch": epochs, "lr": lrs,
+                          "image_size": [size_at(int(e), cfg) for e in epochs]})
+    out = cfg.run_dir / "schedule.csv"
+    artifacts.write_csv(out, table)
+    png = plot_schedule(table, cfg, cfg.run_dir / "schedule.png")
+    _out(f"wrote {out} and {png}: {len(table)} updates ({per_epoch} per epoch, {n_train} training rows, "
+         f"{nproc} process(es)); sizes by epoch: {[size_at(e, cfg) for e in range(cfg.train.epochs)]}")
+    return out
 
 
 def run_submit(cfg: Config) -> Path:

@@ -1,0 +1,41 @@
+"""Soft targets, label smoothing, and the training loss that takes them.
+
+The training loss always sees rows of probabilities: one-hot labels, possibly mixed (mix.py),
+then smoothed exactly once here. Validation loss, OOF and scores use the true labels
+(engine.per_sample_loss), never these.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
+
+
+def soft_targets(y: torch.Tensor, task: str, num_outputs: int) -> torch.Tensor:
+    """Labels as rows of probabilities: one-hot (multiclass), (n, 1) (binary), (n, L) (multilabel)."""
+    if task == "multiclass":
+        return F.one_hot(y, num_outputs).float()
+    if task == "binary":
+        return y.float().unsqueeze(1)
+    return y.float()
+
+
+def smooth(targets: torch.Tensor, eps: float, task: str) -> torch.Tensor:
+    """Label smoothing.
+
+    softmax (multiclass): q = (1 - eps) * y + eps / K  -- rows still sum to 1; the same as
+        torch.nn.CrossEntropyLoss(label_smoothing=eps).
+    sigmoid (binary, multilabel): q = (1 - eps) * y + eps / 2 per output, so eps = 0.2 is
+        exactly the "1 -> 0.9, 0 -> 0.1" rule. That rule applied to K > 2 softmax classes would
+        give rows summing to 0.9 + 0.1 * (K - 1), which is not a distribution.
+    """
+    if eps == 0:
+        return targets
+    k = targets.shape[1] if task == "multiclass" else 2
+    return targets * (1 - eps) + eps / k
+
+
+def train_loss_fn(task: str):
+    # timm's soft-target cross-entropy: with a one-hot row it is the usual cross-entropy.
+    return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()

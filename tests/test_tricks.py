@@ -1,0 +1,140 @@
+"""The five tricks, each against an independent truth: torch's scheduler and loss, pixel counts."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from podium.config import MixConfig, config_from_dict
+from podium.losses import smooth, soft_targets, train_loss_fn
+from podium.mix import draw_mixing, mix, partner_mask
+from podium.schedule import lr_curve, size_at
+
+
+# --- Cosine decay with warm restarts ---------------------------------------------------------
+
+@pytest.mark.parametrize("per_epoch,t0,t_mult,epochs", [(17, 1, 2, 31), (7, 2, 1, 20), (5, 3, 3, 40), (13, 1, 2, 63)])
+def test_cosine_restarts_equal_torch_at_every_update(per_epoch, t0, t_mult, epochs):
+    cfg = config_from_dict({"train": {"epochs": epochs, "lr": 0.1},
+                            "scheduler": {"name": "cosine_restarts", "t0_epochs": t0, "t_mult": t_mult,
+                                          "warmup_epochs": 0, "lr_min": 1e-4, "cycle_decay": 1.0}})
+    ours = lr_curve(cfg, per_epoch)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=per_epoch * t0, T_mult=t_mult, eta_min=1e-4)
+    theirs = []
+    for _ in ours:
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert len(ours) == per_epoch * epochs
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    assert ours.count(0.1) >= 2  # it really restarts
+
+
+def test_warmup_cycle_decay_and_default_cycles_end_with_training():
+    cfg = config_from_dict({"train": {"epochs": 12, "lr": 0.01},
+                            "scheduler": {"warmup_epochs": 1, "lr_min": 0.0, "cycle_decay": 0.5}})
+    lrs = lr_curve(cfg, 10)
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.005) and lrs[10] == pytest.approx(0.01)  # linear warmup
+    restarts = [i for i in range(11, len(lrs)) if lrs[i] > lrs[i - 1]]
+    assert len(restarts) == 1 and lrs[restarts[0]] == pytest.approx(0.005)  # the restart peaks at gamma * lr
+    assert lrs[-1] < 0.01 * 0.01  # training ends at the bottom of a cycle, not on a restart
+
+
+# --- Label smoothing -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_smoothed_soft_target_loss_equals_torch_label_smoothing(eps):
+    torch.manual_seed(0)
+    logits, y = torch.randn(9, 7), torch.randint(0, 7, (9,))
+    ours = train_loss_fn("multiclass")(logits, smooth(soft_targets(y, "multiclass", 7), eps, "multiclass"))
+    theirs = torch.nn.CrossEntropyLoss(label_smoothing=eps)(logits, y)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+
+
+def test_sigmoid_smoothing_is_the_09_01_rule_at_eps_02():
+    y = torch.tensor([[1.0, 0.0, 1.0]])
+    assert torch.allclose(smooth(y, 0.2, "multilabel"), torch.tensor([[0.9, 0.1, 0.9]]))
+    rows = smooth(F.one_hot(torch.tensor([2]), 5).float(), 0.1, "multiclass")
+    assert rows.sum().item() == pytest.approx(1.0) and rows.max().item() == pytest.approx(0.92)
+
+
+# --- Mixup and CutMix ------------------------------------------------------------------------
+
+def _batch(n, h=12, w=16, k=4):
+    torch.manual_seed(n)
+    return torch.rand(n, 3, h, w), F.one_hot(torch.arange(n) % k, k).float()
+
+
+def test_mixup_mixes_images_and_targets_with_the_same_lambda():
+    x, y = _batch(6)
+    cfg = MixConfig(mixup_alpha=0.4, cutmix_alpha=0.0, prob=1.0)
+    pi, draws = draw_mixing(cfg, 6, 12, 16, np.random.default_rng(3))
+    xm, ym, w = mix(x, y, np.random.default_rng(3), cfg)
+    lam = draws[0][1]
+    assert draws[0][0] == "mixup" and 0 < lam < 1
+    perm = torch.from_numpy(pi)
+    assert torch.allclose(xm, lam * x + (1 - lam) * x[perm], atol=1e-6)
+    assert torch.allclose(ym, lam * y + (1 - lam) * y[perm], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cutmix_target_weight_is_the_fraction_of_partner_pixels(seed):
+    """Boxes are often clipped at the border: the weight must follow the pasted box, not lambda."""
+    n, h, w = 5, 11, 17
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, h, w).contiguous()  # image i == i
+    y = F.one_hot(torch.arange(n), n).float()
+    cfg = MixConfig(mixup_alpha=0.0, cutmix_alpha=1.0, prob=1.0, mode="elem")
+    pi, _ = draw_mixing(cfg, n, h, w, np.random.default_rng(seed))
+    xm, ym, weight = mix(x, y, np.random.default_rng(seed), cfg)
+    for i in range(n):
+        if pi[i] == i:
+            continue
+        taken = (xm[i, 0] == float(pi[i])).float().mean().item()  # pixels that came from the partner
+        assert weight[i].item() == pytest.approx(taken)
+        assert ym[i, pi[i]].item() == pytest.approx(taken) and ym[i, i].item() == pytest.approx(1 - taken)
+
+
+def test_mixing_then_smoothing_sums_to_one_and_smooths_once():
+    x, y = _batch(7, k=5)
+    xm, ym, _ = mix(x, y, np.random.default_rng(0), MixConfig(prob=1.0))
+    q = smooth(ym, 0.1, "multiclass")
+    assert torch.allclose(q.sum(dim=1), torch.ones(7))
+    assert q.min().item() >= 0.1 / 5 - 1e-7  # eps/K floor once, not twice
+    assert torch.allclose(q, 0.9 * ym + 0.02)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_odd_batches_and_multilabel_targets(n, mode):
+    x = torch.rand(n, 3, 9, 9)
+    y = torch.randint(0, 2, (n, 3)).float()  # multilabel
+    xm, ym, w = mix(x, y, np.random.default_rng(n), MixConfig(prob=1.0, mode=mode))
+    assert xm.shape == x.shape and ym.shape == y.shape and w.shape == (n,)
+    assert ((ym >= 0) & (ym <= 1)).all()
+    if n == 1:  # a batch of one mixes with itself: nothing changes
+        assert torch.allclose(xm, x) and torch.allclose(ym, y)
+
+
+def test_prob_zero_and_batch_mode_share_one_draw():
+    x, y = _batch(8)
+    xm, ym, w = mix(x, y, np.random.default_rng(0), MixConfig(prob=0.0))
+    assert torch.equal(xm, x) and torch.equal(ym, y)
+    _, draws = draw_mixing(MixConfig(prob=1.0, mode="batch"), 8, 12, 16, np.random.default_rng(1))
+    assert len({(d[0], d[1]) for d in draws}) == 1
+    mask = partner_mask(draws, 12, 16)
+    assert torch.allclose(mask.flatten(1).mean(1), mask.flatten(1).mean(1)[0].expand(8))
+
+
+# --- Progressive resizing --------------------------------------------------------------------
+
+def test_size_ramp_ends_at_full_size_for_the_last_fifth():
+    cfg = config_from_dict({"train": {"epochs": 20, "image_size": 256}})
+    sizes = [size_at(e, cfg) for e in range(20)]
+    assert sizes[0] == 128 and all(s % 32 == 0 for s in sizes)
+    assert sizes == sorted(sizes) and sizes[-4:] == [256] * 4
+    off = config_from_dict({"train": {"epochs": 20, "image_size": 256}, "resize": {"enabled": False}})
+    assert {size_at(e, off) for e in range(20)} == {256}
+    explicit = config_from_dict({"train": {"epochs": 6, "image_size": 64}, "resize": {"sizes": [[0, 32], [3, 64]]}})
+    assert [size_at(e, explicit) for e in range(6)] == [32, 32, 32, 64, 64, 64]
