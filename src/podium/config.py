@@ -135,6 +135,11 @@ class ResizeConfig(_Section):
         return self
 
 
+class CheckpointConfig(_Section):
+    every_epochs: int = Field(1, ge=1)  # also always after the last epoch
+    keep: bool = False  # keep the last checkpoint once the fold is done (it holds optimizer state)
+
+
 class AugmentConfig(_Section):
     # albumentations transforms by class name with their keyword arguments. A transform that
     # takes `size` (or `height`/`width`) gets the current image size unless it sets one itself.
@@ -183,6 +188,7 @@ class Config(_Section):
     resize: ResizeConfig = ResizeConfig()
     augment: AugmentConfig = AugmentConfig()
     predict: PredictConfig = PredictConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     submission: SubmissionConfig = SubmissionConfig()
     metric: MetricName = "accuracy"  # the competition metric; decides the best epoch
 

@@ -6,7 +6,9 @@ process runs this function; only the main process writes files.
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from . import artifacts
+from .checkpoint import load_checkpoint, save_checkpoint
 from .competition import Competition, load_competition
 from .config import Config
 from .data import ImageDataset, LoaderState, encode_targets
@@ -110,7 +113,8 @@ def resolve_precision(cfg: Config) -> str:
 # The loop
 
 
-def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_processes: int | None = None) -> None:
+def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_processes: int | None = None,
+               resume: Path | None = None) -> None:
     use_cpu = not torch.cuda.is_available()
     accelerator = Accelerator(
         cpu=use_cpu,  # with no GPU, several processes form a gloo group only with cpu=True
@@ -145,13 +149,19 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, size, seed, "augment.valid", False)
     test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, size, seed, "augment.valid", False)
     workers = cfg.train.num_workers
+    # Each loader draws its workers' base seed from a generator of its own, not from torch's
+    # global one: with persistent workers that draw happens only in the first epoch run, which
+    # would make a resumed run's dropout differ from an uninterrupted one.
     loader_kw = dict(num_workers=workers, pin_memory=not use_cpu, persistent_workers=workers > 0)
     # drop_last: every training batch is full, so batch statistics and mixing never see a
     # batch of one, and every process does the same number of updates.
-    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, **loader_kw)
+    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
     pred_bs = cfg.predict.batch_size or 2 * cfg.train.batch_size
-    valid_loader = DataLoader(valid_ds, batch_size=pred_bs, shuffle=False, **loader_kw)
-    test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=not use_cpu)
+    valid_loader = DataLoader(valid_ds, batch_size=pred_bs, shuffle=False,
+                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
+    test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=not use_cpu,
+                             generator=torch.Generator().manual_seed(cfg.seed))
 
     model = create_model(cfg.model, comp.num_outputs)
     channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
@@ -167,42 +177,57 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     )
     if cfg.train.compile:
         model = torch.compile(model)
-    # From here on each process draws its own random numbers (dropout, drop-path); the weights
-    # stay in step because DDP averages the gradients.
-    set_seed(cfg.seed, device_specific=True)
     # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
                      use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
+    eval_model = ema.module if ema is not None else model
     loss_fn = train_loss_fn(comp.task)
     per_epoch = updates_per_epoch(len(train_ds), cfg, accelerator.num_processes)
     scheduler = lr_scheduler(optimizer, cfg, per_epoch)
     eps = cfg.loss.label_smoothing
     columns = prob_columns(comp, cfg)
     id_col = cfg.data.id_column
-
-    if main:
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        saved = cfg.model_dump(mode="json")
-        saved["provenance"] = provenance(
-            seed=cfg.seed, fold=fold, folds_hash=stage_inputs.get("folds"), config_hash=stage_inputs.get("config"),
-            data_hash=stage_inputs.get("data"), num_processes=accelerator.num_processes,
-            distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
-            device=str(accelerator.device),
-        )
-        artifacts.write_yaml(fold_dir / "config.yaml", saved)
-        print(f"fold {fold}: {len(train_ds)} train / {len(valid_ds)} valid rows, {accelerator.num_processes} "
-              f"process(es) on {accelerator.device}, {per_epoch} updates per epoch", flush=True)
+    ckpt_root = fold_dir / "checkpoint"
 
     history: list[dict] = []
     best_score, best_epoch, best_state, best_oof = None, -1, None, None
-    update = 0
-    for epoch in range(cfg.train.epochs):
+    update, first_epoch = 0, 0
+    if resume is not None:
+        # Everything the loop carries from one epoch to the next comes back from the checkpoint;
+        # the lr and every random draw are functions of (seed, epoch, update), so nothing else is needed.
+        saved, tensors = load_checkpoint(accelerator, resume)
+        first_epoch, update, history = saved["epoch"] + 1, saved["update"], saved["history"]
+        best_score, best_epoch = saved["best_score"], saved["best_epoch"]
+        best_state, best_oof = tensors["best"], tensors["best_oof"]["probs"].numpy()
+        if ema is not None:
+            ema.module.load_state_dict(tensors["ema"])
+
+    if main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        saved_cfg = cfg.model_dump(mode="json")
+        saved_cfg["provenance"] = provenance(
+            seed=cfg.seed, fold=fold, folds_hash=stage_inputs.get("folds"), config_hash=stage_inputs.get("config"),
+            data_hash=stage_inputs.get("data"), num_processes=accelerator.num_processes,
+            distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
+            device=str(accelerator.device), resumed_from=str(resume) if resume else None,
+        )
+        artifacts.write_yaml(fold_dir / "config.yaml", saved_cfg)
+        # One row per epoch across restarts: rows written after the checkpoint are dropped here.
+        artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
+        print(f"fold {fold}: {len(train_ds)} train / {len(valid_ds)} valid rows, {accelerator.num_processes} "
+              f"process(es) on {accelerator.device}, {per_epoch} updates per epoch"
+              + (f"; resuming after epoch {first_epoch} from {resume}" if resume else ""), flush=True)
+
+    for epoch in range(first_epoch, cfg.train.epochs):
         start = time.time()
+        # Dropout and drop-path draw from torch's global generator: seed it from (seed, epoch,
+        # process), so an epoch replays the same after a resume.
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, accelerator.process_index]).generate_state(1)[0]))
         # Set before iterating: persistent workers read epoch and size from shared memory.
         state.set(epoch, size_at(epoch, cfg))
         train_loader.set_epoch(epoch)
         mixing = mixing_on(cfg.mix, epoch, cfg.train.epochs)
-        # Mixing draws come from (seed, epoch, process): reproducible, and resumable at an epoch.
+        # Mixing draws come from (seed, epoch, process) as well.
         mix_rng = np.random.default_rng([cfg.seed, epoch, accelerator.process_index])
         model.train()
         loss_sum = torch.zeros((), device=accelerator.device)
@@ -237,7 +262,6 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         (height, width), = sizes_seen
         train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
 
-        eval_model = ema.module if ema is not None else model
         probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, True)
         scores = score_all(valid_ds.targets, probs, comp.task)
         tricks = {"image_size": height if height == width else f"{height}x{width}",
@@ -245,28 +269,37 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
                **tricks, "seconds": round(time.time() - start, 2)}
         history.append(row)
-        improved = is_better(cfg.metric, scores[cfg.metric], best_score)
+        # The first epoch always counts as best, so a metric that is NaN throughout still leaves weights.
+        improved = best_state is None or is_better(cfg.metric, scores[cfg.metric], best_score)
         if improved:  # every process keeps the best weights, so all can predict the test set
             best_score, best_epoch, best_oof = scores[cfg.metric], epoch, probs
             best_state = {k: v.detach().to("cpu", copy=True)
                           for k, v in accelerator.unwrap_model(eval_model).state_dict().items()}
         if main:
             artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
-            if improved:
-                weights = {k: v.contiguous() for k, v in best_state.items()}
-                artifacts.write_bytes(fold_dir / "model.safetensors", safetensors_bytes(weights))
             print(f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
                   f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {tricks['image_size']}"
                   f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
+        if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or epoch == cfg.train.epochs - 1:
+            tensors = {"best": best_state, "best_oof": {"probs": torch.from_numpy(np.ascontiguousarray(best_oof))}}
+            if ema is not None:
+                tensors["ema"] = ema.module.state_dict()
+            state_json = {"epoch": epoch, "update": update, "best_score": best_score, "best_epoch": best_epoch,
+                          "history": history, "inputs": stage_inputs, "tensor_files": sorted(tensors)}
+            save_checkpoint(accelerator, ckpt_root, epoch, state_json, tensors)
 
     # The test set is predicted with the best epoch's weights.
     accelerator.unwrap_model(eval_model).load_state_dict(best_state)
     test_probs, _ = predict(eval_model, test_loader, accelerator, comp.task, cfg.predict.tta_hflip, False)
     if main:
+        weights = safetensors_bytes({k: v.contiguous() for k, v in best_state.items()})
+        artifacts.write_bytes(fold_dir / "model.safetensors", weights)
         artifacts.write_csv(fold_dir / "oof.csv", prediction_frame(valid_df[id_col], best_oof, columns, id_col))
         artifacts.write_csv(fold_dir / "test.csv", prediction_frame(comp.test[id_col], test_probs, columns, id_col))
         artifacts.mark_done(fold_dir, "train", stage_inputs,
                             [fold_dir / n for n in ("history.csv", "model.safetensors", "oof.csv", "test.csv")])
+        if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
+            shutil.rmtree(ckpt_root, ignore_errors=True)
         print(f"fold {fold}: best {cfg.metric} {best_score:.4f} at epoch {best_epoch + 1}; wrote {fold_dir}/", flush=True)
     accelerator.wait_for_everyone()
     # Destroys the process group; without it a gloo group sometimes aborts at exit.

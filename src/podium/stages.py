@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .checkpoint import FoldLock, find_resumable
 from .competition import Competition, check_images, load_competition
 from .config import Config, config_hash
 from .errors import PodiumError
@@ -110,14 +112,23 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
     if not fresh and artifacts.is_up_to_date(fold_dir, "train", inputs):
         _out(f"{fold_dir} is up to date (FRESH=1 trains it again)")
         return 0
-    artifacts.forget(fold_dir, "train")
-    worker = ["train-worker", "--fold", str(fold)]
-    argv, env, expected = launch_command(worker, nproc, fold, accelerate_config, port)
-    env["PODIUM_CONFIG_JSON"] = cfg.model_dump_json()
-    env["PODIUM_STAGE_INPUTS"] = json.dumps(inputs)
-    if expected is not None:
-        env["PODIUM_EXPECT_PROCESSES"] = str(expected)
-    return run_launch(argv, env)
+    with FoldLock(fold_dir):
+        ckpt_root = fold_dir / "checkpoint"
+        if fresh:
+            shutil.rmtree(ckpt_root, ignore_errors=True)
+        resume, notes = find_resumable(ckpt_root, inputs)
+        for note in notes:
+            _out(note)
+        artifacts.forget(fold_dir, "train")
+        worker = ["train-worker", "--fold", str(fold)]
+        argv, env, expected = launch_command(worker, nproc, fold, accelerate_config, port)
+        env["PODIUM_CONFIG_JSON"] = cfg.model_dump_json()
+        env["PODIUM_STAGE_INPUTS"] = json.dumps(inputs)
+        if resume is not None:
+            env["PODIUM_RESUME"] = str(resume)
+        if expected is not None:
+            env["PODIUM_EXPECT_PROCESSES"] = str(expected)
+        return run_launch(argv, env)
 
 
 def train_worker(fold: int) -> None:
@@ -128,7 +139,8 @@ def train_worker(fold: int) -> None:
     cfg = config_from_dict(json.loads(os.environ["PODIUM_CONFIG_JSON"]))
     inputs = json.loads(os.environ["PODIUM_STAGE_INPUTS"])
     expected = os.environ.get("PODIUM_EXPECT_PROCESSES")
-    train_fold(cfg, fold, inputs, int(expected) if expected else None)
+    resume = os.environ.get("PODIUM_RESUME")
+    train_fold(cfg, fold, inputs, int(expected) if expected else None, Path(resume) if resume else None)
 
 
 # ---------------------------------------------------------------------------------------------
