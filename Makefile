@@ -16,7 +16,8 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install demo demo-data check folds train cv oof submit schedule ablate test clean
+.PHONY: help install demo demo-data check folds train cv oof submit schedule ablate report leaderboard bundle \
+        bench test clean
 .DEFAULT_GOAL := help
 
 help:
@@ -25,6 +26,10 @@ help:
 	@echo "make folds | train FOLD=k | cv | oof | submit   [CONFIG=... OVERRIDES=\"k=v ...\"]"
 	@echo "make schedule        lr and image size per update, from the config (runs/<exp>/schedule.png)"
 	@echo "make ablate FOLDS=0,1  the five tricks' effect on the CV score (runs/<exp>/ablation.png)"
+	@echo "make report          runs/<exp>/report.html: CV table, curves, confusion, wrong images"
+	@echo "make leaderboard     all experiments' CV scores, best first"
+	@echo "make bundle          runs/<exp>/bundle/ with predict.py for an offline Kaggle kernel"
+	@echo "make bench           loader, step and progressive-resizing speed figures (runs/bench.json)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -75,6 +80,19 @@ demo: $(VENV)/.installed
 	$(MAKE) --no-print-directory cv
 	$(PODIUM) oof --config $(CONFIG) $(OVERRIDES)
 	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
+
+report: $(VENV)/.installed
+	$(PODIUM) report --config $(CONFIG) $(OVERRIDES)
+
+leaderboard: $(VENV)/.installed
+	$(PODIUM) leaderboard
+
+bundle: $(VENV)/.installed
+	$(PODIUM) bundle --config $(CONFIG) $(OVERRIDES)
+
+# Speed figures (runs/bench.json); uses ../shared/datasets when present, the demo data otherwise.
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     ab = stage("ablate", help="train no tricks / all five / all minus each one on the same folds")
     ab.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 (default: all)")
     ab.add_argument("--nproc", type=int, default=None)
+    stage("report", help="write runs/<exp>/report.html")
+    stage("bundle", help="write runs/<exp>/bundle/ for an offline Kaggle kernel")
+    lb = sub.add_parser("leaderboard", help="every runs/*/cv.json, best first")
+    lb.add_argument("--runs-dir", default="runs")
     stage("n-splits", help="print folds.n_splits (for the Makefile)")
     sub.add_parser("demo-data", help="write the demo competition to data/demo/")
     w = sub.add_parser("train-worker", help=argparse.SUPPRESS)
@@ -57,6 +61,13 @@ def _run(args) -> int | None:
 
         print(f"demo competition in {write_demo(DEMO_DIR)}/")
         return 0
+    if args.command == "leaderboard":
+        from pathlib import Path
+
+        from .leaderboard import print_leaderboard
+
+        print_leaderboard(Path(args.runs_dir))
+        return 0
     if args.command == "train-worker":
         stages.train_worker(args.fold)
         return 0
@@ -77,6 +88,14 @@ def _run(args) -> int | None:
         stages.run_oof(cfg)
     elif args.command == "submit":
         stages.run_submit(cfg)
+    elif args.command == "report":
+        from .report import run_report
+
+        run_report(cfg)
+    elif args.command == "bundle":
+        from .bundle import run_bundle
+
+        run_bundle(cfg)
     elif args.command == "schedule":
         stages.run_schedule(cfg, args.nproc)
     elif args.command == "ablate":

@@ -82,13 +82,14 @@ class ImageDataset(Dataset):
     predictions gathered from several processes are written by id, never by position."""
 
     def __init__(self, paths, targets, steps: list[dict], aug: AugmentConfig, size: LoaderState | int,
-                 seed: int, key: str, augment_seed: bool):
+                 seed: int, key: str, augment_seed: bool, cache=None):
         self.paths = [str(p) for p in paths]
         self.targets = targets
         self.steps, self.aug, self.key = steps, aug, key
         self.size = size  # a fixed size, or the LoaderState that says the epoch's size
         self.seed = seed
         self.augment_seed = augment_seed
+        self.cache = cache  # an ImageCache of decoded images, or None to decode every time
         self._pipelines: dict[int, A.Compose] = {}  # per size, built lazily in each worker
 
     def __len__(self) -> int:
@@ -100,7 +101,8 @@ class ImageDataset(Dataset):
         return self._pipelines[size]
 
     def __getitem__(self, i: int):
-        image = read_rgb(self.paths[i])
+        path = self.paths[i]
+        image = self.cache.get(path) if self.cache is not None else read_rgb(path)
         fixed = isinstance(self.size, int)
         tf = self.pipeline(self.size if fixed else self.size.size)
         if self.augment_seed:

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import save as safetensors_bytes
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from . import artifacts
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -29,6 +30,7 @@ from .losses import smooth, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
 from .mix import mix, mixing_on
 from .models import create_model
+from .plots import plot_history
 from .provenance import provenance
 from .schedule import lr_scheduler, size_at, updates_per_epoch
 
@@ -96,6 +98,27 @@ def prediction_frame(ids, probs: np.ndarray, columns: list[str], id_column: str)
     return pd.DataFrame({id_column: list(ids), **{c: probs[:, j] for j, c in enumerate(columns)}})
 
 
+def open_cache(cfg: Config, data_hash: str):
+    """The decoded-image cache that `podium train` built before launching."""
+    from .cache import ImageCache, cache_key
+
+    found = ImageCache.open(cfg.run_dir / "cache", cache_key(data_hash, cfg.train.image_size))
+    if found is None:
+        raise RuntimeError(f"data.cache is on but {cfg.run_dir / 'cache'} holds no cache for this data")
+    return found
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Dotted keys with scalar values, as trackers want their hyperparameters."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+    return out
+
+
 def _mix_name(cfg: Config) -> str:
     on = [n for n, a in (("mixup", cfg.mix.mixup_alpha), ("cutmix", cfg.mix.cutmix_alpha)) if a > 0]
     return "+".join(on) or "off"
@@ -107,6 +130,54 @@ def resolve_precision(cfg: Config) -> str:
     if not torch.cuda.is_available():
         return "no"  # CPU autocast is slow for convolutions here; float32 it is
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, ema, loss_fn, cfg: Config,
+                    comp: Competition, update: int, mixing: bool, mix_rng: np.random.Generator,
+                    progress: str | None = None):
+    """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
+
+    Per batch: soft targets, Mixup/CutMix (when `mixing`), label smoothing once, forward,
+    backward; per optimizer update (after gradient accumulation): the lr of this update,
+    clipping, the step, EMA. Mixing draws come from `mix_rng`, seeded by (seed, epoch, process).
+    """
+    loss_sum = torch.zeros((), device=accelerator.device)
+    seen = torch.zeros((), device=accelerator.device)
+    sizes_seen, lr = set(), None
+    bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
+               disable=progress is None or not accelerator.is_main_process)
+    start = time.time()
+    for step, (images, y, _) in enumerate(bar):
+        sizes_seen.add(tuple(images.shape[-2:]))
+        with accelerator.accumulate(model):
+            target = soft_targets(y, comp.task, comp.num_outputs)
+            if mixing:
+                images, target, _ = mix(images, target, mix_rng, cfg.mix)
+            target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
+            with accelerator.autocast():
+                logits = model(images)
+            loss = loss_fn(logits.float(), target)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:  # this batch completes an optimizer update
+                scheduler.step_update(update)
+                lr = optimizer.param_groups[0]["lr"]
+                if cfg.train.clip_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                update += 1
+                if ema is not None:
+                    ema.update(accelerator.unwrap_model(model), step=update)
+        loss_sum += loss.detach() * len(y)
+        seen += len(y)
+        if not bar.disable and step % 10 == 0:  # .item() waits for the GPU: not every batch
+            rate = len(y) * (step + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", size=images.shape[-1], img_s=f"{rate:.0f}")
+    if len(sizes_seen) != 1:
+        raise RuntimeError(f"training batches of one epoch came in sizes {sorted(sizes_seen)}, expected one")
+    train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
+    return update, train_loss, lr, sizes_seen.pop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +194,8 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         # podium steps the lr itself, once per optimizer update (see schedule.py)
         step_scheduler_with_optimizer=False,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        log_with=cfg.log_with,  # TensorBoard / Weights & Biases through accelerate, off by default
+        project_dir=str(cfg.run_dir / "logs"),
     )
     if expected_processes is not None and accelerator.num_processes != expected_processes:
         raise RuntimeError(
@@ -131,6 +204,8 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         )
     main = accelerator.is_main_process
     fold_dir = cfg.run_dir / f"fold{fold}"
+    if cfg.log_with:
+        accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_flat(cfg.model_dump(mode="json")))
     # Seed before building the model: every process gets the same initial weights.
     set_seed(cfg.seed)
 
@@ -145,9 +220,12 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     state = LoaderState(size)
     aug, seed = cfg.augment, cfg.seed
     # Training images take the epoch's size from `state`; validation, OOF and test always the final one.
-    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, aug, state, seed, "augment.train", True)
-    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, size, seed, "augment.valid", False)
-    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, size, seed, "augment.valid", False)
+    cache = open_cache(cfg, stage_inputs["data"]) if cfg.data.cache else None
+    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, aug, state, seed, "augment.train", True,
+                            cache)
+    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, size, seed, "augment.valid", False,
+                            cache)
+    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, size, seed, "augment.valid", False, cache)
     workers = cfg.train.num_workers
     # Each loader draws its workers' base seed from a generator of its own, not from torch's
     # global one: with persistent workers that draw happens only in the first epoch run, which
@@ -227,40 +305,12 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         state.set(epoch, size_at(epoch, cfg))
         train_loader.set_epoch(epoch)
         mixing = mixing_on(cfg.mix, epoch, cfg.train.epochs)
-        # Mixing draws come from (seed, epoch, process) as well.
-        mix_rng = np.random.default_rng([cfg.seed, epoch, accelerator.process_index])
         model.train()
-        loss_sum = torch.zeros((), device=accelerator.device)
-        seen = torch.zeros((), device=accelerator.device)
-        sizes_seen = set()
-        for images, y, _ in train_loader:
-            sizes_seen.add(tuple(images.shape[-2:]))
-            with accelerator.accumulate(model):
-                target = soft_targets(y, comp.task, comp.num_outputs)
-                if mixing:
-                    images, target, _ = mix(images, target, mix_rng, cfg.mix)
-                target = smooth(target, eps, comp.task)  # once, after mixing
-                with accelerator.autocast():
-                    logits = model(images)
-                loss = loss_fn(logits.float(), target)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:  # this batch completes an optimizer update
-                    scheduler.step_update(update)
-                    lr = optimizer.param_groups[0]["lr"]
-                    if cfg.train.clip_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if accelerator.sync_gradients:
-                    update += 1
-                    if ema is not None:
-                        ema.update(accelerator.unwrap_model(model), step=update)
-            loss_sum += loss.detach() * len(y)
-            seen += len(y)
-        if len(sizes_seen) != 1:
-            raise RuntimeError(f"epoch {epoch}: training batches came in sizes {sorted(sizes_seen)}, expected one")
-        (height, width), = sizes_seen
-        train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
+        update, train_loss, lr, (height, width) = train_one_epoch(
+            model, train_loader, optimizer, scheduler, accelerator, ema, loss_fn, cfg, comp,
+            update, mixing, np.random.default_rng([cfg.seed, epoch, accelerator.process_index]),
+            progress=f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}",
+        )
 
         probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, True)
         scores = score_all(valid_ds.targets, probs, comp.task)
@@ -275,6 +325,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
             best_score, best_epoch, best_oof = scores[cfg.metric], epoch, probs
             best_state = {k: v.detach().to("cpu", copy=True)
                           for k, v in accelerator.unwrap_model(eval_model).state_dict().items()}
+        accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
         if main:
             artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
             print(f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
@@ -298,6 +349,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         artifacts.write_csv(fold_dir / "test.csv", prediction_frame(comp.test[id_col], test_probs, columns, id_col))
         artifacts.mark_done(fold_dir, "train", stage_inputs,
                             [fold_dir / n for n in ("history.csv", "model.safetensors", "oof.csv", "test.csv")])
+        plot_history(pd.DataFrame(history), cfg.metric, fold_dir / "history.png")
         if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
             shutil.rmtree(ckpt_root, ignore_errors=True)
         print(f"fold {fold}: best {cfg.metric} {best_score:.4f} at epoch {best_epoch + 1}; wrote {fold_dir}/", flush=True)

@@ -56,3 +56,94 @@ def plot_ablation(table: pd.DataFrame, metric: str, higher_is_better: bool, path
     ax.set_xlabel(f"CV {metric} ({'higher' if higher_is_better else 'lower'} is better), mean ± std over folds")
     ax.set_title("ablation: 'no_X' is all five tricks minus X")
     return _save(fig, path)
+
+
+def plot_history(history: pd.DataFrame, metric: str, path: Path) -> Path:
+    """One fold's training curves against the epoch: losses, the metric, lr and image size."""
+    epoch = history["epoch"] + 1
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    axes[0].plot(epoch, history["train_loss"], label="train (mixed, smoothed targets)")
+    axes[0].plot(epoch, history["valid_loss"], label="valid")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    axes[1].plot(epoch, history[metric], color="tab:green", marker="o", ms=3)
+    axes[1].set_title(f"valid {metric}")
+    axes[2].plot(epoch, history["lr"], color="tab:blue")
+    axes[2].set_title("lr (end of epoch) and image size")
+    size_ax = axes[2].twinx()
+    size_ax.step(epoch, pd.to_numeric(history["image_size"], errors="coerce"), where="mid", color="tab:orange")
+    size_ax.set_ylabel("px", color="tab:orange")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    return _save(fig, path)
+
+
+def plot_fold_scores(cv: dict, path: Path) -> Path:
+    scores = cv["fold_scores"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(range(len(scores)), scores, color="tab:blue", alpha=0.8)
+    ax.axhline(cv["mean"], color="tab:red", lw=1, label=f"mean {cv['mean']:.4f} ± {cv['std']:.4f}")
+    ax.axhspan(cv["mean"] - cv["std"], cv["mean"] + cv["std"], color="tab:red", alpha=0.1)
+    ax.set_xticks(range(len(scores)), [f"fold {k}" for k in range(len(scores))])
+    lo, hi = min(scores), max(scores)
+    pad = max((hi - lo) * 0.5, 1e-3)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylabel(cv["metric"])
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_confusion(matrix, classes: list, path: Path) -> Path:
+    import numpy as np
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n))
+    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right")
+    ax.set_yticks(range(n), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("OOF confusion matrix (counts; colour: share of the true class)")
+    return _save(fig, path)
+
+
+def plot_roc_pr(y, p, path: Path) -> Path:
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, p)
+    prec, rec, _ = precision_recall_curve(y, p)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.4f}")
+    axes[0].plot([0, 1], [0, 1], color="0.7", ls="--")
+    axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="OOF ROC")
+    axes[0].legend(loc="lower right")
+    axes[1].plot(rec, prec)
+    axes[1].set(xlabel="recall", ylabel="precision", title="OOF precision-recall")
+    return _save(fig, path)
+
+
+def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
+    """Mean accuracy against mean confidence per confidence bin (a calibrated model follows the diagonal)."""
+    import numpy as np
+
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    conf, acc, count = [], [], []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            conf.append(confidence[sel].mean())
+            acc.append(correct[sel].mean())
+            count.append(int(sel.sum()))
+    ece = sum(c * abs(a - f) for c, a, f in zip(count, acc, conf)) / max(1, sum(count))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="0.7", ls="--")
+    ax.plot(conf, acc, marker="o")
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title=f"OOF reliability (ECE {ece:.3f})")
+    return _save(fig, path)

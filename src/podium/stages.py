@@ -62,13 +62,26 @@ def preflight(cfg: Config) -> tuple[Competition, str]:
     from .models import create_model
 
     comp, csv_hash = load_checked(cfg)
+    if cfg.log_with:
+        import importlib.util
+
+        module = {"tensorboard": "tensorboard", "wandb": "wandb"}[cfg.log_with]
+        if importlib.util.find_spec(module) is None:
+            raise PodiumError(f"config key 'log_with': {cfg.log_with} needs the '{module}' package "
+                              f"(pip install {module} into .venv), or set log_with: null")
     split_folds(comp.train, cfg)
     check_transforms(cfg.augment, cfg.train.image_size)
     create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
     cache_file = cfg.run_dir / "image-check.json"
-    images_hash, cache = check_images(comp, cache_file)
-    artifacts.write_json(cache_file, cache)
-    return comp, artifacts.text_hash(csv_hash, images_hash)
+    images_hash, checked = check_images(comp, cache_file)
+    artifacts.write_json(cache_file, checked)
+    data_hash = artifacts.text_hash(csv_hash, images_hash)
+    if cfg.data.cache:
+        from .cache import build_cache, cache_key
+
+        paths = [str(p) for p in (*comp.train["path"], *comp.test["path"])]
+        build_cache(paths, cfg.train.image_size, cfg.run_dir / "cache", cache_key(data_hash, cfg.train.image_size))
+    return comp, data_hash
 
 
 # ---------------------------------------------------------------------------------------------

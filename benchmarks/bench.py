@@ -1,0 +1,268 @@
+"""podium's speed figures, measured side by side in one run: `make bench`.
+
+1. loader_cache_speedup   the loader with the decode-once cache vs decoding every epoch
+2. loader_over_step       the loader alone vs the training step alone, at default settings
+3. step_overhead          podium's training step vs a bare PyTorch + Accelerate loop
+                          (same model, batch, optimizer, precision, data in memory)
+4. progressive_time_ratio a fold with the default progressive schedule vs the same epochs at
+                          full size (wall time)
+5. gpu_step_fraction      on a GPU only: resnet50 at 224 px through podium's step, as a fraction
+                          of the same model on random tensors already on the GPU
+
+Uses ../shared/datasets/hymenoptera when present, the demo competition otherwise. Writes
+runs/bench.json and prints each figure as a ratio next to its two absolute values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from shared_data import hymenoptera  # noqa: E402
+
+from podium import artifacts  # noqa: E402
+from podium.cache import build_cache, cache_key  # noqa: E402
+from podium.config import load_config  # noqa: E402
+from podium.data import ImageDataset, LoaderState, encode_targets  # noqa: E402
+from podium.engine import train_one_epoch  # noqa: E402
+from podium.losses import train_loss_fn  # noqa: E402
+from podium.models import create_model  # noqa: E402
+from podium.schedule import lr_scheduler  # noqa: E402
+from podium.stages import preflight  # noqa: E402
+
+
+def _dataset(cfg, comp, cache=None):
+    state = LoaderState(cfg.train.image_size)
+    targets = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    return ImageDataset(comp.train["path"], targets, cfg.augment.train, cfg.augment, state, cfg.seed,
+                        "augment.train", True, cache)
+
+
+def loader_rate(ds, batch_size: int, workers: int, epochs: int = 3) -> float:
+    """Images per second the loader delivers, after one warm-up epoch (workers persist)."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0)
+    for _ in loader:  # warm-up: start the workers, fill the page cache
+        pass
+    n, start = 0, time.perf_counter()
+    for epoch in range(epochs):
+        ds.size.set(epoch + 1, ds.size.size)
+        for images, _, _ in loader:
+            n += len(images)
+    return n / (time.perf_counter() - start)
+
+
+def _batches(ds, batch_size: int, count: int):
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True)
+    out = []
+    while len(out) < count:
+        for batch in loader:
+            out.append(batch)
+            if len(out) == count:
+                break
+    return out
+
+
+def _step_setup(cfg, comp):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    torch.manual_seed(0)
+    model = create_model(cfg.model, comp.num_outputs)
+    return accelerator, model
+
+
+def podium_step_rate(cfg, comp, batches, accelerator, model) -> float:
+    """podium's train_one_epoch (mixing off, smoothing on) over in-memory batches."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = lr_scheduler(optimizer, cfg, len(batches))
+    loss_fn = train_loss_fn(comp.task)
+    on_device = [(x.to(accelerator.device), y.to(accelerator.device), i) for x, y, i in batches]
+    model.train()
+    train_one_epoch(model, on_device[:1], optimizer, scheduler, accelerator, None, loss_fn, cfg, comp, 0, False,
+                    np.random.default_rng(0))  # warm-up
+    start = time.perf_counter()
+    train_one_epoch(model, on_device, optimizer, scheduler, accelerator, None, loss_fn, cfg, comp, 0, False,
+                    np.random.default_rng(0))
+    return sum(len(b[0]) for b in on_device) / (time.perf_counter() - start)
+
+
+def bare_step_rate(cfg, batches, accelerator, model) -> float:
+    """The same step written by hand: forward, cross-entropy, backward, AdamW."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    on_device = [(x.to(accelerator.device), y.to(accelerator.device)) for x, y, _ in batches]
+    model.train()
+
+    def run(data):
+        for x, y in data:
+            with accelerator.autocast():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.loss.label_smoothing)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    run(on_device[:1])
+    start = time.perf_counter()
+    run(on_device)
+    return sum(len(b[0]) for b in on_device) / (time.perf_counter() - start)
+
+
+def fold_seconds(config: Path, overrides: list[str]) -> float:
+    """Train fold 0 through the CLI; the wall time of its epochs from history.csv."""
+    out = subprocess.run([sys.executable, "-m", "podium.cli", "train", "--config", str(config), "--fold", "0",
+                          "--fresh", *overrides], cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(out.stdout[-2000:] + out.stderr[-2000:])
+    cfg = load_config(config, overrides)
+    return float(pd.read_csv(cfg.run_dir / "fold0" / "history.csv")["seconds"].sum())
+
+
+def gpu_figure(cfg, comp, cache_folder: Path, data_hash: str) -> dict | None:
+    """resnet50 at 224 px through podium's loader and step (bf16, channels_last), as a fraction
+    of the same model trained on random tensors already on the GPU."""
+    if not torch.cuda.is_available():
+        return None
+    from accelerate import Accelerator
+
+    precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    gcfg = cfg.model_copy(update={
+        "model": cfg.model.model_copy(update={"name": "resnet50"}),
+        "train": cfg.train.model_copy(update={"image_size": 224, "batch_size": 128,
+                                              "num_workers": max(2, (os.cpu_count() or 2) - 2)}),
+        "mix": cfg.mix.model_copy(update={"prob": 0.0}),
+    })
+    accelerator = Accelerator(mixed_precision=precision)
+    torch.manual_seed(0)
+    model = create_model(gcfg.model, comp.num_outputs).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    x = torch.randn(128, 3, 224, 224, device=accelerator.device).to(memory_format=torch.channels_last)
+    y = torch.randint(0, comp.num_outputs, (128,), device=accelerator.device)
+
+    def synthetic(steps):
+        for _ in range(steps):
+            with accelerator.autocast():
+                loss = F.cross_entropy(model(x).float(), y)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+
+    synthetic(5)
+    start = time.perf_counter()
+    synthetic(20)
+    upper = 20 * 128 / (time.perf_counter() - start)
+
+    cache = build_cache([str(p) for p in comp.train["path"]], 224, cache_folder, cache_key(data_hash, 224))
+    ds = _dataset(gcfg, comp, cache)
+    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, drop_last=True, pin_memory=True,
+                                         num_workers=gcfg.train.num_workers, persistent_workers=True)
+    loader = accelerator.prepare(loader)
+    scheduler = lr_scheduler(optimizer, gcfg, max(1, len(loader)))
+    loss_fn = train_loss_fn(comp.task)
+    rng = np.random.default_rng(0)
+    train_one_epoch(model, loader, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
+    n, start = 0, time.perf_counter()
+    for _ in range(max(1, 2048 // (len(loader) * 128))):  # at least ~2,000 images
+        train_one_epoch(model, loader, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
+        n += len(loader) * 128
+    torch.cuda.synchronize()
+    real = n / (time.perf_counter() - start)
+    return {"gpu": torch.cuda.get_device_name(), "precision": precision,
+            "resnet50_224_images_per_s": real, "resnet50_224_synthetic_images_per_s": upper,
+            "gpu_step_fraction": real / upper}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-progressive", action="store_true", help="skip figure 4 (two training runs)")
+    args = parser.parse_args()
+
+    shared = hymenoptera()
+    config = REPO / "configs" / ("hymenoptera.yaml" if shared else "default.yaml")
+    cfg = load_config(config, [f"runs_dir={REPO / 'runs' / 'bench'}"])
+    comp, data_hash = preflight(cfg)
+    size = cfg.train.image_size
+    print(f"data: {cfg.data.dir} ({len(comp.train)} train images), size {size} px, "
+          f"{cfg.train.num_workers} workers, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
+
+    # 1. decode once vs decode every epoch
+    paths = [str(p) for p in comp.train["path"]]
+    cache = build_cache(paths, size, cfg.run_dir / "cache", cache_key(data_hash, size))
+    no_cache = loader_rate(_dataset(cfg, comp), cfg.train.batch_size, cfg.train.num_workers)
+    with_cache = loader_rate(_dataset(cfg, comp, cache), cfg.train.batch_size, cfg.train.num_workers)
+
+    # 2. the loader at default settings vs the step alone; 3. podium's step vs a bare loop
+    default_loader = with_cache if cfg.data.cache else no_cache
+    batches = _batches(_dataset(cfg, comp, cache), cfg.train.batch_size, 6)
+    accelerator, model = _step_setup(cfg, comp)
+    bare, ours = [], []
+    for _ in range(3):  # interleaved, so drifting machine load hits both alike
+        bare.append(bare_step_rate(cfg, batches, accelerator, model))
+        ours.append(podium_step_rate(cfg, comp, batches, accelerator, model))
+    bare_rate, podium_rate = float(np.median(bare)), float(np.median(ours))
+
+    figures = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+        "data": str(cfg.data.dir), "model": cfg.model.name, "image_size": size, "batch_size": cfg.train.batch_size,
+        "loader_cache_speedup": with_cache / no_cache,
+        "loader_images_per_s_cached": with_cache, "loader_images_per_s_decoding": no_cache,
+        "loader_over_step": default_loader / podium_rate,
+        "loader_images_per_s_default": default_loader, "step_images_per_s": podium_rate,
+        "step_overhead": bare_rate / podium_rate - 1.0,
+        "bare_step_images_per_s": bare_rate,
+    }
+    if not args.skip_progressive:
+        # 4. progressive resizing's wall time against the same epochs at full size
+        over = [f"runs_dir={REPO / 'runs' / 'bench'}", "train.epochs=10"]
+        progressive = fold_seconds(config, over)
+        full = fold_seconds(config, over + ["resize.enabled=false"])
+        figures.update(progressive_time_ratio=progressive / full, progressive_seconds=progressive,
+                       full_size_seconds=full)
+    gpu = gpu_figure(cfg, comp, cfg.run_dir / "cache-gpu", data_hash)
+    figures["gpu"] = gpu
+
+    rows = [
+        ("1. loader, cache / decoding", "loader_cache_speedup", "loader_images_per_s_cached",
+         "loader_images_per_s_decoding", "img/s", ">= 3"),
+        ("2. loader / training step", "loader_over_step", "loader_images_per_s_default", "step_images_per_s",
+         "img/s", ">= 2"),
+        ("3. bare loop / podium step - 1", "step_overhead", "bare_step_images_per_s", "step_images_per_s",
+         "img/s", "<= 0.03"),
+        ("4. progressive / full size", "progressive_time_ratio", "progressive_seconds", "full_size_seconds",
+         "s", "<= 0.6"),
+    ]
+    for label, key, a, b, unit, target in rows:
+        if key in figures:
+            print(f"{label:34s} {figures[key]:7.3f}   ({figures[a]:.1f} vs {figures[b]:.1f} {unit})  target {target}")
+    if gpu is None:
+        print("5. GPU figures: no GPU on this machine")
+    else:
+        print(f"5. resnet50 224 px / synthetic    {gpu['gpu_step_fraction']:7.3f}   "
+              f"({gpu['resnet50_224_images_per_s']:.0f} vs {gpu['resnet50_224_synthetic_images_per_s']:.0f} img/s)")
+    artifacts.write_json(REPO / "runs" / "bench.json", figures)
+    print(f"wrote {REPO / 'runs' / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

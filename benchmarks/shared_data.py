@@ -1,0 +1,71 @@
+"""Kaggle-style competition folders from the shared real-image sets (when ../shared exists).
+
+    python benchmarks/shared_data.py            # writes data/hymenoptera/ (and data/cifar10/ with --cifar)
+
+hymenoptera: 397 ant/bee photographs; a fixed 20% becomes the test set (its labels kept aside in
+test_labels.csv for scoring a submission), ids are file names with their extension.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def _split(labels: pd.DataFrame, out: Path, test_fraction: float, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(labels)) < test_fraction
+    labels[~test].to_csv(out / "train.csv", index=False)
+    labels.loc[test, ["id"]].to_csv(out / "test.csv", index=False)
+    labels[test].to_csv(out / "test_labels.csv", index=False)
+    classes = sorted(labels["label"].unique())
+    sample = labels.loc[test, ["id"]].assign(label=classes[0])
+    sample.to_csv(out / "sample_submission.csv", index=False)
+    return out
+
+
+def hymenoptera(out: Path = REPO / "data" / "hymenoptera") -> Path | None:
+    src = SHARED / "hymenoptera"
+    if not src.is_dir():
+        return None
+    if (out / "sample_submission.csv").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "images").exists():
+        os.symlink(src / "images", out / "images")  # 47 MB of JPEGs, not copied
+    return _split(pd.read_csv(src / "labels.csv", dtype={"id": str}), out, 0.2)
+
+
+def cifar10(out: Path = REPO / "data" / "cifar10", limit: int | None = None) -> Path | None:
+    tar = SHARED / "cifar10.tar"
+    if not tar.is_file():
+        return None
+    if (out / "sample_submission.csv").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar) as tf:
+        tf.extractall(out.parent / ".cifar10-unpacked", filter="data")
+    root = out.parent / ".cifar10-unpacked" / "cifar10"
+    if not (out / "images").exists():
+        os.symlink(root / "images", out / "images")
+    labels = pd.read_csv(root / "labels.csv", dtype={"id": str})
+    if limit:
+        labels = labels.iloc[:limit]
+    return _split(labels, out, 0.2)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cifar", action="store_true")
+    args = parser.parse_args()
+    print(hymenoptera() or "no ../shared/datasets/hymenoptera")
+    if args.cifar:
+        print(cifar10() or "no ../shared/datasets/cifar10.tar")

@@ -1,0 +1,92 @@
+"""`make bundle`: runs/<exp>/bundle/, a folder to upload as a Kaggle dataset for an offline kernel.
+
+It holds every fold's weights, the resolved config, the class list, a podium wheel and
+predict.py. `python predict.py --data-dir DIR --out FILE`, run from any folder in an environment
+that has podium's dependencies (torch, timm, albumentations, ...), writes the submission that
+`make submit` writes for that competition folder, with no repo and no internet.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from . import __version__, artifacts
+from .config import Config
+from .errors import PodiumError
+
+PREDICT_PY = '''#!/usr/bin/env python3
+"""Write a submission with this bundle's fold models: python predict.py --data-dir DIR --out FILE"""
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(sorted(HERE.glob("podium-*.whl"))[-1]))  # podium itself, from the bundled wheel
+
+from podium.inference import predict_bundle  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--data-dir", required=True, help="the competition folder (test.csv, sample submission, images)")
+parser.add_argument("--out", required=True, help="the submission file to write")
+parser.add_argument("--batch-size", type=int, default=None)
+args = parser.parse_args()
+predict_bundle(HERE, Path(args.data_dir), Path(args.out), args.batch_size)
+'''
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """A pure-Python wheel of the podium package as installed here (importable from the zip)."""
+    package = Path(__file__).resolve().parent
+    name = f"podium-{__version__}-py3-none-any.whl"
+    dist = f"podium-{__version__}.dist-info"
+    files = {f"podium/{p.relative_to(package).as_posix()}": p.read_bytes()
+             for p in sorted(package.rglob("*.py"))}
+    files[f"{dist}/METADATA"] = (f"Metadata-Version: 2.1\nName: podium\nVersion: {__version__}\n"
+                                 "Summary: cross-validated image-classification competition pipeline\n").encode()
+    files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: podium\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
+    files[f"{dist}/RECORD"] = (record + f"{dist}/RECORD,,\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in files.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return artifacts.write_bytes(out_dir / name, buf.getvalue())
+
+
+def run_bundle(cfg: Config) -> Path:
+    from .engine import prob_columns
+    from .stages import load_checked
+
+    comp, _ = load_checked(cfg)
+    weights = [cfg.run_dir / f"fold{k}" / "model.safetensors" for k in range(cfg.folds.n_splits)]
+    missing = [k for k, w in enumerate(weights) if not w.is_file()]
+    if missing:
+        raise PodiumError(f"fold(s) {', '.join(map(str, missing))} have no model.safetensors: run make cv first")
+    out = cfg.run_dir / "bundle"
+    tmp = cfg.run_dir / ".bundle.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    # The weights are in the bundle: the kernel needs no pretrained file.
+    tree = cfg.model_dump(mode="json")
+    tree["model"]["pretrained_file"] = None
+    artifacts.write_yaml(tmp / "config.yaml", tree)
+    artifacts.write_json(tmp / "meta.json", {"classes": comp.classes, "task": comp.task,
+                                             "prob_columns": prob_columns(comp, cfg), "folds": len(weights)})
+    for k, w in enumerate(weights):
+        artifacts.write_bytes(tmp / f"fold{k}.safetensors", w.read_bytes())
+    build_wheel(tmp)
+    artifacts.write_text(tmp / "predict.py", PREDICT_PY)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
+    print(f"wrote {out}/ ({size:.1f} MB): {len(weights)} fold weights, config.yaml, meta.json, a podium wheel, "
+          f"predict.py", flush=True)
+    return out

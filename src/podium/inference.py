@@ -1,0 +1,74 @@
+"""Test-set prediction from a bundle (bundle.py), without Accelerate, the repo or the internet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from . import __version__, artifacts
+from .competition import Competition, image_paths, read_csv
+from .config import config_from_dict
+from .data import ImageDataset
+from .engine import probabilities
+from .models import create_model
+from .submission import build_submission
+
+
+class _DecodeForSize:
+    """Stands in for the decode-once cache: the same shrinking, done on the fly."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def get(self, path: str) -> np.ndarray:
+        from .cache import decode_for_size
+
+        return decode_for_size(path, self.size)
+
+
+def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | None = None) -> Path:
+    tree = yaml.safe_load((bundle / "config.yaml").read_text())
+    tree["data"]["dir"] = str(data_dir)
+    cfg = config_from_dict(tree)
+    meta = json.loads((bundle / "meta.json").read_text())
+    data, id_col = cfg.data, cfg.data.id_column
+    test = read_csv(data_dir / data.test_csv, id_col, [])
+    sample = read_csv(data_dir / data.sample_submission, id_col, [])
+    test = test.assign(path=image_paths(test, data.test_images, "data.test_images", data_dir / data.test_csv, data_dir))
+    comp = Competition(train=pd.DataFrame(), test=test, sample=sample, classes=meta["classes"], task=meta["task"],
+                       data_dir=data_dir)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = cfg.train.image_size
+    cache = _DecodeForSize(size) if cfg.data.cache else None
+    ds = ImageDataset(test["path"], None, cfg.augment.valid, cfg.augment, size, cfg.seed, "augment.valid", False, cache)
+    loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
+                        num_workers=cfg.train.num_workers)
+    model = create_model(cfg.model, comp.num_outputs).to(device).eval()
+    total = None
+    print(f"podium {__version__} from {Path(__file__).resolve().parent}; {meta['folds']} folds on {device}",
+          flush=True)
+    for k in range(meta["folds"]):
+        model.load_state_dict(load_file(str(bundle / f"fold{k}.safetensors")))
+        parts = []
+        with torch.no_grad():
+            for images, _, _ in loader:
+                images = images.to(device)
+                p = probabilities(model(images), comp.task)
+                if cfg.predict.tta_hflip:
+                    p = (p + probabilities(model(images.flip(3)), comp.task)) / 2
+                parts.append(p.float().cpu())
+        probs = torch.cat(parts).numpy().reshape(len(test), -1).astype(np.float64)
+        total = probs if total is None else total + probs
+    mean = pd.DataFrame(total / meta["folds"], index=test[id_col].to_numpy(), columns=meta["prob_columns"])
+    sub = build_submission(comp, cfg, mean, meta["prob_columns"])
+    artifacts.write_csv(out, sub)
+    print(f"wrote {out}: {len(sub)} rows", flush=True)
+    return out

@@ -1,0 +1,158 @@
+"""`make report`: runs/<exp>/report.html, a page that opens from disk with no server.
+
+Its images live in runs/<exp>/report/ and are linked by relative paths, so the folder can be
+copied or zipped as a whole.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import artifacts
+from .config import Config
+from .errors import PodiumError
+
+WRONG_SHOWN = 12
+
+
+def _thumbnail(path: str, side: int = 128) -> bytes:
+    from .images import read_rgb
+
+    img = read_rgb(path)
+    scale = side / max(img.shape[:2])
+    if scale < 1:
+        img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes()
+
+
+def confidently_wrong(comp, cfg: Config, oof: pd.DataFrame, cols: list[str], n: int = WRONG_SHOWN) -> pd.DataFrame:
+    """The OOF rows predicted wrong with the highest confidence: id, path, true, predicted, confidence."""
+    from .data import encode_targets
+
+    y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    p = oof[cols].to_numpy(dtype=np.float64)
+    if comp.task == "multiclass":
+        pred = p.argmax(axis=1)
+        conf = p.max(axis=1)
+        wrong = pred != y
+        true_txt = [str(comp.classes[i]) for i in y]
+        pred_txt = [str(comp.classes[i]) for i in pred]
+    else:
+        y2 = y.reshape(len(y), -1)
+        hard = (p >= 0.5).astype(int)
+        wrong = (hard != y2).any(axis=1)
+        conf = np.where(hard != y2, np.maximum(p, 1 - p), 0).max(axis=1)
+        fmt = (lambda v: str(int(v[0]))) if comp.task == "binary" else (lambda v: "".join(map(str, v.astype(int))))
+        true_txt = [fmt(v) for v in y2]
+        pred_txt = [fmt(v) for v in hard]
+    table = pd.DataFrame({"id": comp.train[cfg.data.id_column].to_numpy(), "path": comp.train["path"].astype(str),
+                          "true": true_txt, "predicted": pred_txt, "confidence": conf})
+    return table[wrong].sort_values("confidence", ascending=False).head(n)
+
+
+def _reliability_inputs(comp, y, p):
+    if comp.task == "multiclass":
+        return p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
+    flat_p, flat_y = p.reshape(-1), y.reshape(-1)
+    return np.maximum(flat_p, 1 - flat_p), ((flat_p >= 0.5) == flat_y).astype(float)
+
+
+def run_report(cfg: Config) -> Path:
+    from sklearn.metrics import confusion_matrix
+
+    from . import plots
+    from .data import encode_targets
+    from .engine import prob_columns
+    from .stages import load_checked
+
+    run = cfg.run_dir
+    if not (run / "cv.json").is_file():
+        raise PodiumError(f"{run / 'cv.json'} not found: run make oof first")
+    comp, _ = load_checked(cfg)
+    cv = artifacts.read_json(run / "cv.json")
+    cols = prob_columns(comp, cfg)
+    oof = pd.read_csv(run / "oof.csv", dtype={cfg.data.id_column: str})
+    oof = oof.set_index(cfg.data.id_column).loc[comp.train[cfg.data.id_column].to_numpy()].reset_index()
+    y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    p = oof[cols].to_numpy(dtype=np.float64)
+
+    out = run / "report"
+    shutil.rmtree(out, ignore_errors=True)
+    figures = [("Fold scores", plots.plot_fold_scores(cv, out / "fold_scores.png"))]
+    if comp.task == "multiclass":
+        matrix = confusion_matrix(y, p.argmax(axis=1), labels=range(len(comp.classes)))
+        figures.append(("OOF confusion matrix", plots.plot_confusion(matrix, comp.classes, out / "confusion.png")))
+    if comp.task == "binary":
+        figures.append(("OOF ROC and precision-recall", plots.plot_roc_pr(y, p[:, 0], out / "roc_pr.png")))
+    conf, correct = _reliability_inputs(comp, y, p[:, 0] if comp.task == "binary" else p)
+    figures.append(("OOF reliability", plots.plot_reliability(conf, correct, out / "reliability.png")))
+    for k in range(cfg.folds.n_splits):
+        hist = run / f"fold{k}" / "history.csv"
+        if hist.is_file():
+            figures.append((f"Fold {k} training curves",
+                            plots.plot_history(pd.read_csv(hist), cfg.metric, out / f"fold{k}_history.png")))
+    for name in ("ablation.png", "schedule.png"):
+        if (run / name).is_file():
+            artifacts.write_bytes(out / name, (run / name).read_bytes())
+            figures.append((name.removesuffix(".png").capitalize(), out / name))
+
+    wrong = confidently_wrong(comp, cfg, oof, cols)
+    thumbs = []
+    for i, row in enumerate(wrong.itertuples()):
+        thumb = artifacts.write_bytes(out / f"wrong_{i:02d}.jpg", _thumbnail(row.path))
+        thumbs.append((thumb, row))
+
+    saved = run / "fold0" / "config.yaml"
+    provenance = yaml.safe_load(saved.read_text()).get("provenance", {}) if saved.is_file() else {}
+    page = _html(cfg, cv, figures, thumbs, provenance, run)
+    path = artifacts.write_text(run / "report.html", page)
+    print(f"wrote {path} ({len(figures)} figures, {len(thumbs)} confidently wrong images)", flush=True)
+    return path
+
+
+def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -> str:
+    esc = html.escape
+    rel = lambda p: Path(p).relative_to(run).as_posix()  # noqa: E731
+    fold_rows = "".join(f"<tr><td>{k}</td><td>{s:.5f}</td></tr>" for k, s in enumerate(cv["fold_scores"]))
+    others = "".join(f"<tr><td>{esc(k)}</td><td>{v:.5f}</td></tr>" for k, v in cv["other_metrics"].items())
+    figs = "".join(f"<figure><img src='{rel(p)}' alt='{esc(t)}'><figcaption>{esc(t)}</figcaption></figure>"
+                   for t, p in figures)
+    cards = "".join(
+        f"<figure class='thumb'><img src='{rel(p)}' alt='{esc(str(r.id))}'><figcaption>{esc(str(r.id))}<br>"
+        f"true <b>{esc(r.true)}</b>, predicted <b>{esc(r.predicted)}</b> ({r.confidence:.3f})</figcaption></figure>"
+        for p, r in thumbs) or "<p>No wrong out-of-fold predictions.</p>"
+    config_text = esc(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    prov_text = esc(json.dumps(provenance, indent=2))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>podium report: {esc(cfg.experiment)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25em 0.8em; text-align: right; }}
+figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
+figure img {{ max-width: 100%; }}
+figure.thumb {{ width: 150px; font-size: 0.8em; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
+</style></head><body>
+<h1>{esc(cfg.experiment)}</h1>
+<p>CV {esc(cv['metric'])}: <b>{cv['score']:.5f}</b> on the whole out-of-fold set
+({cv['rows']} rows); fold mean {cv['mean']:.5f} ± {cv['std']:.5f} over {cv['folds']} folds.</p>
+<h2>Cross-validation</h2>
+<table><tr><th>fold</th><th>{esc(cv['metric'])}</th></tr>{fold_rows}</table>
+<table><tr><th>other OOF metric</th><th>value</th></tr>{others}</table>
+<h2>Figures</h2>{figs}
+<h2>Most confidently wrong out-of-fold images</h2>{cards}
+<h2>Config</h2><pre>{config_text}</pre>
+<h2>Provenance (fold 0)</h2><pre>{prov_text}</pre>
+</body></html>
+"""
