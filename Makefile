@@ -56,7 +56,8 @@ train: $(VENV)/.installed
 # own rendezvous port and, with GPUs, its own GPU (fold k on GPU k mod #GPUs).
 N_SPLITS = $(shell $(PODIUM) n-splits --config $(CONFIG) $(OVERRIDES))
 PARALLEL = $(filter-out -j1,$(filter -j%,$(MAKEFLAGS)))
-cv: $(VENV)/.installed folds
+# check first: every image is checked (and cached, with data.cache) once, not by each fold at once.
+cv: $(VENV)/.installed folds check
 	@$(MAKE) --no-print-directory $(addprefix cv-fold-,$(shell seq 0 $$(( $(N_SPLITS) - 1 ))))
 
 cv-fold-%:

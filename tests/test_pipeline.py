@@ -151,14 +151,21 @@ def test_two_cpu_processes_write_each_id_once(tmp_path, competition):
 
 
 def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path, competition):
+    """Also: SGD with gradient accumulation and clipping, and the lr schedule counted in updates."""
     config = tmp_path / "skip.yaml"
     config.write_text(yaml.safe_dump({
         "runs_dir": str(tmp_path / "runs"), "data": {"dir": str(competition)}, "folds": {"n_splits": 3},
         "model": {"name": "test_efficientnet"},
-        "train": {"epochs": 1, "batch_size": 16, "image_size": 16, "num_workers": 0},
+        "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0, "optimizer": "sgd",
+                  "grad_accum": 3, "clip_grad_norm": 1.0},
     }))
     _ok(podium("train", "--config", str(config), "--fold", "0"))
     fold_dir = tmp_path / "runs" / "skip" / "fold0"
+    # 60 training rows / batch 8 = 7 full batches; in groups of 3 that is 3 updates per epoch
+    from podium.schedule import lr_curve
+    lrs = lr_curve(load_config(config), 3)
+    history = pd.read_csv(fold_dir / "history.csv")
+    assert np.allclose(history["lr"], [lrs[2], lrs[5]])
     weights = artifacts.file_hash(fold_dir / "model.safetensors")
     again = _ok(podium("train", "--config", str(config), "--fold", "0"))
     assert "up to date" in again and "epoch" not in again

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,10 +103,12 @@ def build_cache(paths: list[str], short_side: int, folder: Path, key: str, worke
         return existing
     folder.mkdir(parents=True, exist_ok=True)
     bin_path = folder / f"{key}.bin"
-    tmp = folder / f".{key}.bin.tmp"
+    # A name of its own: folds launched side by side (make -j cv) may build at the same time.
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     entries, offset = [], 0
     try:
-        with open(tmp, "wb") as fh, ThreadPoolExecutor(max_workers=workers) as pool:
+        with os.fdopen(fd, "wb") as fh, ThreadPoolExecutor(max_workers=workers) as pool:
             # decode in parallel (OpenCV releases the GIL), write in order
             for path, img in zip(paths, pool.map(lambda p: decode_for_size(p, short_side), paths)):
                 fh.write(img.tobytes())

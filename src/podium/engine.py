@@ -306,18 +306,20 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         train_loader.set_epoch(epoch)
         mixing = mixing_on(cfg.mix, epoch, cfg.train.epochs)
         model.train()
+        train_start = time.time()
         update, train_loss, lr, (height, width) = train_one_epoch(
             model, train_loader, optimizer, scheduler, accelerator, ema, loss_fn, cfg, comp,
             update, mixing, np.random.default_rng([cfg.seed, epoch, accelerator.process_index]),
             progress=f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}",
         )
+        train_seconds = time.time() - train_start
 
         probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, True)
         scores = score_all(valid_ds.targets, probs, comp.task)
         tricks = {"image_size": height if height == width else f"{height}x{width}",
                   "mix": _mix_name(cfg) if mixing else "off", "label_smoothing": eps, "scheduler": cfg.scheduler.name}
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
-               **tricks, "seconds": round(time.time() - start, 2)}
+               **tricks, "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
         history.append(row)
         # The first epoch always counts as best, so a metric that is NaN throughout still leaves weights.
         improved = best_state is None or is_better(cfg.metric, scores[cfg.metric], best_score)

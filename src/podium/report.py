@@ -142,6 +142,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.8em; text-align: right; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
 figure img {{ max-width: 100%; }}
 figure.thumb {{ width: 150px; font-size: 0.8em; }}
+figure.thumb img {{ width: 128px; height: auto; image-rendering: pixelated; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
 </style></head><body>
 <h1>{esc(cfg.experiment)}</h1>
