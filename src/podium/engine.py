@@ -173,7 +173,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerato
         seen += len(y)
         if not bar.disable and step % 10 == 0:  # .item() waits for the GPU: not every batch
             rate = len(y) * (step + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", size=images.shape[-1], img_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                            size=images.shape[-1], img_s=f"{rate:.0f}")
     if len(sizes_seen) != 1:
         raise RuntimeError(f"training batches of one epoch came in sizes {sorted(sizes_seen)}, expected one")
     train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
