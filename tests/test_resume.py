@@ -41,7 +41,7 @@ def _ok(out):
 
 
 def _outputs(fold_dir):
-    history = pd.read_csv(fold_dir / "history.csv").drop(columns=["seconds"])
+    history = pd.read_csv(fold_dir / "history.csv").drop(columns=["seconds", "train_seconds"])  # timings
     return ((fold_dir / "oof.csv").read_bytes(), (fold_dir / "test.csv").read_bytes(), history,
             load_file(str(fold_dir / "model.safetensors")))
 
