@@ -148,6 +148,11 @@ def test_two_cpu_processes_write_each_id_once(tmp_path, competition):
     assert oof["id"].is_unique and sorted(oof["id"]) == sorted(expected)
     test = pd.read_csv(fold_dir / "test.csv", dtype={"id": str})
     assert test["id"].is_unique and len(test) == 30
+    # the lr is stepped once per optimizer update, not once per process: (90 - fold) rows over
+    # 2 processes x 8 = 4 updates, and the logged lr is the schedule's 4th
+    from podium.schedule import lr_curve
+    history = pd.read_csv(fold_dir / "history.csv")
+    assert np.isclose(history["lr"].iloc[0], lr_curve(load_config(config), 4)[3])
 
 
 def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path, competition):

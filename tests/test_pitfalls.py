@@ -1,0 +1,67 @@
+"""Pitfalls other pipelines' users hit: worker seeding, parallel-fold ports, EMA buffers, the
+albumentations network check."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from timm.utils import ModelEmaV3
+
+from podium.config import AugmentConfig
+from podium.data import ImageDataset, LoaderState
+from podium.launch import launch_command
+
+
+def _augmenting_dataset(paths, state):
+    aug = AugmentConfig(train=[{"name": "RandomResizedCrop", "scale": [0.2, 1.0]}, {"name": "HorizontalFlip"}])
+    return ImageDataset(paths, np.zeros(len(paths), dtype=np.int64), aug.train, aug, state, 42, "augment.train", True)
+
+
+def _epoch(ds, workers):
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False, num_workers=workers)
+    return torch.cat([x for x, _, _ in loader])
+
+
+def test_augmentation_is_per_sample_per_epoch_and_independent_of_workers(competition):
+    paths = sorted((competition / "train").glob("*.png"))[:8]
+    state = LoaderState(16)
+    ds = _augmenting_dataset(paths, state)
+    no_workers = _epoch(ds, 0)
+    assert torch.equal(no_workers, _epoch(ds, 2))  # the same draws with 0 or 2 workers
+    same = [torch.equal(no_workers[i], no_workers[j]) for i in range(8) for j in range(i)]
+    assert not any(same)  # no two samples share their augmentation
+    state.set(1, 16)
+    assert not torch.equal(no_workers, _epoch(ds, 2))  # a new epoch draws anew
+
+
+def test_parallel_folds_get_their_own_port_and_gpu(monkeypatch):
+    argv0, _, expected0 = launch_command(["w"], None, 0, gpus=0)
+    argv1, _, _ = launch_command(["w"], None, 1, gpus=0)
+    port = lambda argv: argv[argv.index("--main_process_port") + 1]  # noqa: E731
+    assert port(argv0) != port(argv1) and expected0 == 1
+    monkeypatch.setenv("PODIUM_PIN_GPU", "1")
+    for fold in range(4):
+        argv, env, expected = launch_command(["w"], None, fold, gpus=2)
+        assert env["CUDA_VISIBLE_DEVICES"] == str(fold % 2) and expected == 1
+    argv, env, expected = launch_command(["w"], 2, 0, gpus=0)  # CPU processes form a real group
+    assert "--multi_gpu" in argv and env["ACCELERATE_USE_CPU"] == "true" and expected == 2
+
+
+def test_ema_follows_batchnorm_buffers_too():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = ModelEmaV3(model, decay=0.5, use_warmup=True)
+    model.train()
+    model(torch.randn(8, 3, 8, 8) + 3.0)  # moves the running mean
+    ema.update(model, step=10)
+    assert ema.module[1].running_mean.abs().sum() > 0
+
+
+def test_albumentations_network_check_is_off():
+    """Importing podium turns it off before albumentations can be imported, even when nothing
+    in the environment does."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    code = "import os, podium.data; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr[-2000:]
