@@ -73,11 +73,6 @@ def lr_curve(cfg: Config, per_epoch: int) -> list[float]:
     return [sched._get_lr(t)[0] for t in range(per_epoch * cfg.train.epochs)]
 
 
-def lr_at(update: int, cfg: Config, per_epoch: int) -> float:
-    """The lr of optimizer update number `update` (0-based)."""
-    return _reference(cfg, per_epoch)._get_lr(update)[0]
-
-
 def size_at(epoch: int, cfg: Config) -> int:
     """The training image size of an epoch (progressive resizing); validation, OOF and test
     always use train.image_size.

@@ -70,7 +70,10 @@ def preflight(cfg: Config) -> tuple[Competition, str]:
             raise PodiumError(f"config key 'log_with': {cfg.log_with} needs the '{module}' package "
                               f"(pip install {module} into .venv), or set log_with: null")
     split_folds(comp.train, cfg)
-    check_transforms(cfg.augment, cfg.train.image_size)
+    from .schedule import size_at
+
+    for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
+        check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
     create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
     cache_file = cfg.run_dir / "image-check.json"
     images_hash, checked = check_images(comp, cache_file)
