@@ -45,7 +45,6 @@ def variants(cfg: Config) -> dict[str, Config]:
 
 def run_ablation(cfg: Config, folds: list[int] | None = None, nproc: int | None = None) -> pd.DataFrame:
     from .data import encode_targets
-    from .engine import prob_columns
     from .metrics import HIGHER_IS_BETTER, score
     from .plots import plot_ablation
     from .stages import load_checked, run_train
@@ -69,7 +68,7 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, nproc: int | None 
             fold_dir = vcfg.run_dir / f"fold{k}"
             oof = pd.read_csv(fold_dir / "oof.csv", dtype={id_col: str})
             y = np.stack(truth.loc[oof[id_col]].to_numpy())
-            probs = oof[prob_columns(comp, cfg)].to_numpy(dtype=np.float64)
+            probs = oof[comp.prob_columns].to_numpy(dtype=np.float64)
             scores.append(score(cfg.metric, y, probs[:, 0] if comp.task == "binary" else probs, comp.task))
             seconds += float(pd.read_csv(fold_dir / "history.csv")["seconds"].sum())
         rows.append({"variant": name, "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),

@@ -63,7 +63,6 @@ def build_wheel(out_dir: Path) -> Path:
 
 
 def run_bundle(cfg: Config) -> Path:
-    from .engine import prob_columns
     from .stages import load_checked
 
     comp, _ = load_checked(cfg)
@@ -79,7 +78,7 @@ def run_bundle(cfg: Config) -> Path:
     tree["model"]["pretrained_file"] = None
     artifacts.write_yaml(tmp / "config.yaml", tree)
     artifacts.write_json(tmp / "meta.json", {"classes": comp.classes, "task": comp.task,
-                                             "prob_columns": prob_columns(comp, cfg), "folds": len(weights)})
+                                             "prob_columns": comp.prob_columns, "folds": len(weights)})
     for k, w in enumerate(weights):
         artifacts.write_bytes(tmp / f"fold{k}.safetensors", w.read_bytes())
     build_wheel(tmp)

@@ -33,6 +33,9 @@ class Competition:
     classes: list  # multiclass: the sorted class values; binary: [0, 1]; multilabel: the columns
     task: str
     data_dir: Path
+    # The probability columns of every oof.csv / test.csv: one per class, named str(class);
+    # binary: one, named after the target (P(class 1)); multilabel: the label columns.
+    prob_columns: list[str]
 
     @property
     def num_outputs(self) -> int:
@@ -148,7 +151,10 @@ def load_competition(cfg: Config) -> Competition:
             train[data.target] = train[data.target].astype(np.int64)
     train = train.assign(path=image_paths(train, data.train_images, "data.train_images", train_csv, root))
     test = test.assign(path=image_paths(test, data.test_images, "data.test_images", test_csv, root))
-    return Competition(train=train, test=test, sample=sample, classes=_classes(train, cfg), task=data.task, data_dir=root)
+    classes = _classes(train, cfg)
+    prob_columns = [data.target_columns[0]] if data.task == "binary" else [str(c) for c in classes]
+    return Competition(train=train, test=test, sample=sample, classes=classes, task=data.task, data_dir=root,
+                       prob_columns=prob_columns)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,13 +39,6 @@ from .schedule import lr_scheduler, size_at, updates_per_epoch
 # Small pieces the loop uses
 
 
-def prob_columns(comp: Competition, cfg: Config) -> list[str]:
-    """The probability columns of oof.csv / test.csv: one per class (binary: P(class 1))."""
-    if comp.task == "binary":
-        return [cfg.data.target_columns[0]]
-    return [str(c) for c in comp.classes]
-
-
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     logits = logits.float()
     if task == "multiclass":
@@ -264,7 +257,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     per_epoch = updates_per_epoch(len(train_ds), cfg, accelerator.num_processes)
     scheduler = lr_scheduler(optimizer, cfg, per_epoch)
     eps = cfg.loss.label_smoothing
-    columns = prob_columns(comp, cfg)
+    columns = comp.prob_columns
     id_col = cfg.data.id_column
     ckpt_root = fold_dir / "checkpoint"
 

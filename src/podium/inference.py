@@ -43,7 +43,7 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     sample = read_csv(data_dir / data.sample_submission, id_col, [])
     test = test.assign(path=image_paths(test, data.test_images, "data.test_images", data_dir / data.test_csv, data_dir))
     comp = Competition(train=pd.DataFrame(), test=test, sample=sample, classes=meta["classes"], task=meta["task"],
-                       data_dir=data_dir)
+                       data_dir=data_dir, prob_columns=meta["prob_columns"])
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = cfg.train.image_size
@@ -67,8 +67,8 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
                 parts.append(p.float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(test), -1).astype(np.float64)
         total = probs if total is None else total + probs
-    mean = pd.DataFrame(total / meta["folds"], index=test[id_col].to_numpy(), columns=meta["prob_columns"])
-    sub = build_submission(comp, cfg, mean, meta["prob_columns"])
+    mean = pd.DataFrame(total / meta["folds"], index=test[id_col].to_numpy(), columns=comp.prob_columns)
+    sub = build_submission(comp, cfg, mean)
     artifacts.write_csv(out, sub)
     print(f"wrote {out}: {len(sub)} rows", flush=True)
     return out

@@ -72,7 +72,6 @@ def run_report(cfg: Config) -> Path:
 
     from . import plots
     from .data import encode_targets
-    from .engine import prob_columns
     from .stages import load_checked
 
     run = cfg.run_dir
@@ -80,7 +79,7 @@ def run_report(cfg: Config) -> Path:
         raise PodiumError(f"{run / 'cv.json'} not found: run make oof first")
     comp, _ = load_checked(cfg)
     cv = artifacts.read_json(run / "cv.json")
-    cols = prob_columns(comp, cfg)
+    cols = comp.prob_columns
     oof = pd.read_csv(run / "oof.csv", dtype={cfg.data.id_column: str})
     oof = oof.set_index(cfg.data.id_column).loc[comp.train[cfg.data.id_column].to_numpy()].reset_index()
     y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)

@@ -176,12 +176,11 @@ def _fold_files(cfg: Config, name: str) -> list[Path]:
 def run_oof(cfg: Config) -> dict:
     """Join the folds' out-of-fold predictions (each train row exactly once) and score them."""
     from .data import encode_targets
-    from .engine import prob_columns
     from .metrics import score, score_all
 
     comp, _ = load_checked(cfg)
     id_col = cfg.data.id_column
-    cols = prob_columns(comp, cfg)
+    cols = comp.prob_columns
     folds_path = cfg.run_dir / "folds.csv"
     if not folds_path.is_file():
         raise PodiumError(f"{folds_path} not found: run make folds and make cv first")
@@ -272,12 +271,11 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
 
 def run_submit(cfg: Config) -> Path:
     """Average the folds' test probabilities and write the submission in sample_submission's shape."""
-    from .engine import prob_columns
     from .submission import build_submission
 
     comp, _ = load_checked(cfg)
     id_col = cfg.data.id_column
-    cols = prob_columns(comp, cfg)
+    cols = comp.prob_columns
     paths = _fold_files(cfg, "test.csv")
     out = Path(cfg.submissions_dir) / f"{cfg.experiment}.csv"
     inputs = {"config": config_hash(cfg),
@@ -295,7 +293,7 @@ def run_submit(cfg: Config) -> Path:
         part = part.set_index(id_col)[cols]
         total = part if total is None else total + part.loc[total.index]
     mean = total / len(paths)
-    sub = build_submission(comp, cfg, mean, cols)
+    sub = build_submission(comp, cfg, mean)
     artifacts.write_csv(out, sub)
     artifacts.mark_done(cfg.run_dir, "submit", inputs, [out])
     _out(f"wrote {out}: {len(sub)} rows, columns {list(sub.columns)}, mean of {len(paths)} folds")

@@ -12,8 +12,9 @@ from .errors import PodiumError
 PROBABILISTIC_METRICS = ("roc_auc", "log_loss")
 
 
-def submission_kind(comp: Competition, cfg: Config, prob_cols: list[str]) -> str:
+def submission_kind(comp: Competition, cfg: Config) -> str:
     """'probability' or 'label', from the sample submission's columns (and the metric)."""
+    prob_cols = comp.prob_columns
     rest = [str(c) for c in comp.sample.columns[1:]]
     sample = cfg.data.sample_submission
     kind = cfg.submission.kind
@@ -37,13 +38,14 @@ def submission_kind(comp: Competition, cfg: Config, prob_cols: list[str]) -> str
     return "probability" if cfg.metric in PROBABILISTIC_METRICS else "label"
 
 
-def build_submission(comp: Competition, cfg: Config, test_probs: pd.DataFrame, prob_cols: list[str]) -> pd.DataFrame:
-    """`test_probs`: the test ids (index) by probability columns, averaged over folds."""
+def build_submission(comp: Competition, cfg: Config, test_probs: pd.DataFrame) -> pd.DataFrame:
+    """`test_probs`: the test ids (index) by comp.prob_columns, averaged over folds."""
+    prob_cols = comp.prob_columns
     id_col = cfg.data.id_column
     sample = comp.sample
     out_cols = list(sample.columns[1:])
     probs = test_probs.loc[sample[id_col].to_numpy(), prob_cols]  # sample's id order
-    kind = submission_kind(comp, cfg, prob_cols)
+    kind = submission_kind(comp, cfg)
     sub = pd.DataFrame({id_col: sample[id_col].to_numpy()})
     if comp.task == "multiclass":
         if kind == "probability":
