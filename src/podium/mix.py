@@ -56,16 +56,26 @@ def draw_mixing(cfg: MixConfig, n: int, h: int, w: int, rng: np.random.Generator
     return pi, [_draw(cfg, rng, h, w) for _ in range(n)]
 
 
-def partner_mask(draws: list, h: int, w: int, device=None) -> torch.Tensor:
-    """M, shape (n, 1, h, w): the fraction of each pixel that comes from the partner."""
-    mask = torch.zeros((len(draws), 1, h, w), device=device)
-    for i, (kind, lam, box) in enumerate(draws):
-        if kind == "mixup":
-            mask[i] = 1.0 - lam
-        elif kind == "cutmix":
-            y1, y2, x1, x2 = box
-            mask[i, :, y1:y2, x1:x2] = 1.0
+def _one_mask(draw: tuple, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+    kind, lam, box = draw
+    mask = torch.zeros((1, h, w), dtype=dtype)
+    if kind == "mixup":
+        mask.fill_(1.0 - lam)
+    elif kind == "cutmix":
+        y1, y2, x1, x2 = box
+        mask[:, y1:y2, x1:x2] = 1.0
     return mask
+
+
+def partner_mask(draws: list, h: int, w: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """M, shape (n, 1, h, w): the fraction of each pixel that comes from the partner.
+
+    Built on the CPU and moved in one copy; one draw shared by the batch is built once and
+    broadcast (a view), not filled n times.
+    """
+    if all(d is draws[0] for d in draws):
+        return _one_mask(draws[0], h, w, dtype).to(device).expand(len(draws), 1, h, w)
+    return torch.stack([_one_mask(d, h, w, dtype) for d in draws]).to(device)
 
 
 def mix(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, cfg: MixConfig):
@@ -73,11 +83,11 @@ def mix(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, c
     or per sample (mode elem). Returns (images, targets, w: the partner's weight per sample)."""
     n, _, h, w = images.shape
     pi, draws = draw_mixing(cfg, n, h, w, rng)
-    m = partner_mask(draws, h, w, images.device).to(images.dtype)
+    m = partner_mask(draws, h, w, images.device, images.dtype)
     perm = torch.from_numpy(pi).to(images.device)
     mixed = images * (1 - m) + images[perm] * m
     if images.is_contiguous(memory_format=torch.channels_last):
         mixed = mixed.contiguous(memory_format=torch.channels_last)
-    weight = m.flatten(1).float().mean(dim=1)
+    weight = m.float().mean(dim=(1, 2, 3))
     wt = weight.to(targets.dtype).unsqueeze(1)
     return mixed, targets * (1 - wt) + targets[perm] * wt, weight
