@@ -122,3 +122,9 @@ def test_cli_exit_code_and_single_line(setup):
     out = podium("train", "--config", str(config), "--fold", "0", "folds.n_splits=1")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "folds.n_splits" in out.stderr
+
+
+def test_batch_larger_than_the_training_fold(setup, capsys):
+    comp, config, runs = setup
+    err = _fails(capsys, config, runs, "train.batch_size=500")
+    assert "train.batch_size=500" in err and "training rows" in err

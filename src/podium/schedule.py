@@ -19,6 +19,7 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from .config import Config
+from .errors import PodiumError
 
 NO_CYCLE_LIMIT = 10**9
 
@@ -29,7 +30,7 @@ def updates_per_epoch(n_train_rows: int, cfg: Config, num_processes: int) -> int
     global_batch = cfg.train.batch_size * num_processes
     batches = n_train_rows // global_batch
     if batches == 0:
-        raise ValueError(
+        raise PodiumError(
             f"train.batch_size={cfg.train.batch_size} x {num_processes} process(es) is larger than "
             f"the {n_train_rows} training rows of a fold"
         )

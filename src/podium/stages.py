@@ -51,9 +51,10 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     return comp, artifacts.text_hash(*csvs)
 
 
-def preflight(cfg: Config) -> tuple[Competition, str]:
+def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     """Every check that can run before training, in one process, writing nothing until all pass:
-    the tables, the folds, the augmentation pipelines, the model, every image.
+    the tables, the folds (and that every training fold fills a batch on each of `processes`),
+    the augmentation pipelines, the model, every image.
 
     Returns the competition and a content hash of its data (CSV files and images).
     """
@@ -69,8 +70,10 @@ def preflight(cfg: Config) -> tuple[Competition, str]:
         if importlib.util.find_spec(module) is None:
             raise PodiumError(f"config key 'log_with': {cfg.log_with} needs the '{module}' package "
                               f"(pip install {module} into .venv), or set log_with: null")
-    split_folds(comp.train, cfg)
-    from .schedule import size_at
+    from .schedule import size_at, updates_per_epoch
+
+    largest_valid = int(split_folds(comp.train, cfg)["fold"].value_counts().max())
+    updates_per_epoch(len(comp.train) - largest_valid, cfg, processes)
 
     for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
         check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
@@ -121,7 +124,9 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
 
     if not 0 <= fold < cfg.folds.n_splits:
         raise PodiumError(f"FOLD={fold}: folds are numbered 0 to {cfg.folds.n_splits - 1} (folds.n_splits)")
-    comp, data_hash = preflight(cfg)
+    worker = ["train-worker", "--fold", str(fold)]
+    argv, env, expected = launch_command(worker, nproc, fold, accelerate_config, port)
+    comp, data_hash = preflight(cfg, processes=expected or 1)
     run_folds(cfg, comp)
     fold_dir = cfg.run_dir / f"fold{fold}"
     inputs = train_inputs(cfg, fold, data_hash)
@@ -136,8 +141,6 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
         for note in notes:
             _out(note)
         artifacts.forget(fold_dir, "train")
-        worker = ["train-worker", "--fold", str(fold)]
-        argv, env, expected = launch_command(worker, nproc, fold, accelerate_config, port)
         env["PODIUM_CONFIG_JSON"] = cfg.model_dump_json()
         env["PODIUM_STAGE_INPUTS"] = json.dumps(inputs)
         if resume is not None:
@@ -253,10 +256,7 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
     comp, _ = load_checked(cfg)
     sizes = split_folds(comp.train, cfg)["fold"].value_counts()
     n_train = len(comp.train) - int(sizes.min())  # the fold with the smallest validation part
-    try:
-        per_epoch = updates_per_epoch(n_train, cfg, nproc)
-    except ValueError as exc:
-        raise PodiumError(str(exc)) from None
+    per_epoch = updates_per_epoch(n_train, cfg, nproc)
     lrs = lr_curve(cfg, per_epoch)
     epochs = np.arange(len(lrs)) // per_epoch
     table = pd.DataFrame({"update": np.arange(len(lrs)), "epoch": epochs, "lr": lrs,
