@@ -8,9 +8,16 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
+from sklearn.metrics import roc_auc_score
 
+from podium.config import load_config
+from podium.data import ImageDataset
+from podium.inference import _DecodeForSize
 from podium.leaderboard import leaderboard
+from podium.models import create_model
 
 from conftest import podium, write_competition
 
@@ -38,6 +45,27 @@ def trained(tmp_path_factory):
     _ok(podium("oof", "--config", str(config)))
     _ok(podium("submit", "--config", str(config)))
     return tmp, comp, config
+
+
+def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained):
+    """Epoch scores (which pick the best epoch) skip TTA; oof.csv is the best weights with TTA."""
+    tmp, comp, config = trained
+    cfg = load_config(config, [])
+    fold_dir = tmp / "runs" / "bin_v1" / "fold0"
+    oof = pd.read_csv(fold_dir / "oof.csv", dtype={"id": str}).set_index("id")["target"]
+    train = pd.read_csv(comp / "train.csv", dtype={"id": str}).set_index("id").loc[oof.index]
+    ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid, cfg.augment,
+                      cfg.train.image_size, cfg.seed, "augment.valid", False, _DecodeForSize(cfg.train.image_size))
+    model = create_model(cfg.model, 1).eval()
+    model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
+    with torch.no_grad():
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        plain = torch.sigmoid(model(x)).squeeze(1).numpy()
+        flipped = torch.sigmoid(model(x.flip(3))).squeeze(1).numpy()
+    np.testing.assert_allclose(oof.to_numpy(), (plain + flipped) / 2, rtol=0, atol=1e-5)
+    history = pd.read_csv(fold_dir / "history.csv")
+    best = history.loc[history["roc_auc"].idxmax()]
+    assert best["roc_auc"] == pytest.approx(roc_auc_score(train["target"], plain), abs=1e-9)
 
 
 def test_report_is_a_self_contained_page(trained):

@@ -106,14 +106,16 @@ def is_up_to_date(out_dir: Path, stage: str, inputs: dict[str, str]) -> bool:
     return True
 
 
-def mark_done(out_dir: Path, stage: str, inputs: dict[str, str], outputs: list[str | Path]) -> None:
-    """Record a finished stage with the hashes of its `outputs` (paths as seen from the cwd)."""
+def mark_done(out_dir: Path, stage: str, inputs: dict[str, str], outputs: list[str | Path],
+              info: dict | None = None) -> None:
+    """Record a finished stage with the hashes of its `outputs` (paths as seen from the cwd),
+    and `info` for the reader (not compared when deciding whether the stage is up to date)."""
     out_dir = Path(out_dir)
     hashes = {}
     for out in outputs:
         rel = os.path.relpath(out, out_dir)  # may climb out of out_dir, e.g. to submissions/
         hashes[rel] = file_hash(out_dir / rel)
-    write_json(record_path(out_dir, stage), {"inputs": inputs, "outputs": hashes})
+    write_json(record_path(out_dir, stage), {"inputs": inputs, "outputs": hashes, **({"info": info} if info else {})})
 
 
 def forget(out_dir: Path, stage: str) -> None:
