@@ -65,3 +65,51 @@ def test_albumentations_network_check_is_off():
     code = "import os, podium.data; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr[-2000:]
+
+
+def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monkeypatch):
+    """Pitfall 10: with progressive resizing, torch.compile must not recompile every batch nor
+    give up and fall back to eager. Every forward of the whole fold (training at each size,
+    validation and the final predictions with a ragged last batch) runs a compiled graph, and
+    there are no more graphs than (size, train/eval) pairs."""
+    import math
+
+    import torch._dynamo
+
+    from podium.engine import train_fold
+    from podium.schedule import size_at
+    from podium.stages import preflight, run_folds, train_inputs
+
+    from conftest import tiny_config, write_competition
+
+    graphs, runs = [], [0]
+
+    def counting_backend(gm, example_inputs):  # dynamo's tracing and guards, without codegen
+        images = [t for t in example_inputs if isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[1] == 3
+                  and t.shape[2] >= 8]  # the batch, not the first conv's weight
+        graphs.append(tuple(images[0].shape) if images else None)
+
+        def run(*args):
+            runs[0] += 1
+            return gm.forward(*args)
+        return run
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=counting_backend))
+    torch._dynamo.reset()
+    data, _ = write_competition(tmp_path / "comp", n_train=60, n_test=22)
+    cfg = tiny_config(data, tmp_path / "runs", train={"epochs": 5, "batch_size": 8, "image_size": 32, "compile": True},
+                      resize={"step": 8}, predict={"batch_size": 16})
+    train_sizes = {size_at(e, cfg) for e in range(cfg.train.epochs)}
+    assert len(train_sizes) >= 2
+    comp, data_hash = preflight(cfg)
+    run_folds(cfg, comp)
+    train_fold(cfg, 0, train_inputs(cfg, 0, data_hash))
+    torch._dynamo.reset()
+
+    n_valid, n_train = 20, 40  # 3 stratified folds of 60 rows
+    forwards = (cfg.train.epochs * (n_train // 8)  # training batches (the last incomplete one dropped)
+                + (cfg.train.epochs + 1) * math.ceil(n_valid / 16)  # each epoch's validation, the final OOF
+                + math.ceil(22 / 16))  # the test set
+    assert runs[0] == forwards, "some forward passes ran eagerly (recompile limit?)"
+    assert 1 <= len(graphs) <= len(train_sizes) + 1, graphs

@@ -84,6 +84,9 @@ class TrainConfig(_Section):
     precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, off on CPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with a GPU
     compile: bool = False  # torch.compile the model
+    # cuDNN times its convolution algorithms once per input shape and keeps the fastest: a few
+    # fixed sizes (progressive resizing's) cost a few tunings. Off: the same kernels every run.
+    cudnn_benchmark: bool = True
     ema: bool = False  # keep an exponential moving average of the weights, validate with it
     ema_decay: float = Field(0.998, gt=0, lt=1)
     ema_warmup: bool = True  # ramp the EMA decay up at the start so early averages don't lag

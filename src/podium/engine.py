@@ -252,6 +252,8 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
                              generator=torch.Generator().manual_seed(cfg.seed))
 
     model = create_model(cfg.model, comp.num_outputs)
+    if not use_cpu:
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -260,6 +262,8 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         model, optimizer, train_loader, valid_loader, test_loader
     )
     if cfg.train.compile:
+        # Once, outside the loop. torch marks the image dimensions dynamic when a second size
+        # arrives, so progressive resizing adds a graph or two, not one per epoch or batch (tested).
         model = torch.compile(model)
     # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
