@@ -39,7 +39,7 @@ from shared_data import hymenoptera  # noqa: E402
 from podium import artifacts  # noqa: E402
 from podium.cache import build_cache, cache_key  # noqa: E402
 from podium.config import load_config  # noqa: E402
-from podium.data import ImageDataset, LoaderState, encode_targets  # noqa: E402
+from podium.data import ImageDataset, LoaderState, Normalize, encode_targets  # noqa: E402
 from podium.engine import build_optimizer, train_one_epoch  # noqa: E402
 from podium.images import read_rgb  # noqa: E402
 from podium.losses import train_loss_fn  # noqa: E402
@@ -97,17 +97,19 @@ def podium_steps(cfg, comp, batches, accelerator, model):
     scheduler = lr_scheduler(optimizer, cfg, len(batches))
     loss_fn = train_loss_fn(comp.task)
     on_device = [(x.to(accelerator.device), y.to(accelerator.device), i) for x, y, i in batches]
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device)
     rng = np.random.default_rng(0)
     model.train()
 
     def step(b: int) -> None:
-        train_one_epoch(model, on_device[b:b + 1], optimizer, scheduler, accelerator, None, loss_fn, cfg, comp, 0,
+        train_one_epoch(model, on_device[b:b + 1], normalize, optimizer, scheduler, accelerator, None, loss_fn, cfg, comp, 0,
                         False, rng)
     return step
 
 
 def bare_steps(cfg, batches, accelerator, model):
-    """The same step written by hand: forward, cross-entropy, backward, AdamW (fused, as podium's)."""
+    """The same step written by hand: normalization of the uint8 batch, forward, cross-entropy,
+    backward, AdamW (fused, as podium's)."""
     model = copy.deepcopy(model).to(accelerator.device)
     try:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
@@ -116,10 +118,13 @@ def bare_steps(cfg, batches, accelerator, model):
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     on_device = [(x.to(accelerator.device), y.to(accelerator.device)) for x, y, _ in batches]
+    mean = torch.tensor(cfg.augment.mean, device=accelerator.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.augment.std, device=accelerator.device).view(1, 3, 1, 1) * 255
     model.train()
 
     def step(b: int) -> None:
         x, y = on_device[b]
+        x = (x.float() - mean) / std
         with accelerator.autocast():
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.loss.label_smoothing)
@@ -208,13 +213,14 @@ def gpu_figure(cfg, comp, cache_folder: Path, data_hash: str) -> dict | None:
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, drop_last=True, pin_memory=True,
                                          num_workers=gcfg.train.num_workers, persistent_workers=True)
     loader = accelerator.prepare(loader)
+    normalize = Normalize(gcfg.augment.mean, gcfg.augment.std, accelerator.device, channels_last=True)
     scheduler = lr_scheduler(optimizer, gcfg, max(1, len(loader)))
     loss_fn = train_loss_fn(comp.task)
     rng = np.random.default_rng(0)
-    train_one_epoch(model, loader, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
+    train_one_epoch(model, loader, normalize, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
     n, start = 0, time.perf_counter()
     for _ in range(max(1, 2048 // (len(loader) * 128))):  # at least ~2,000 images
-        train_one_epoch(model, loader, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
+        train_one_epoch(model, loader, normalize, optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
         n += len(loader) * 128
     torch.cuda.synchronize()
     real = n / (time.perf_counter() - start)

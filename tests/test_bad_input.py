@@ -115,6 +115,9 @@ def test_unknown_model_and_transform(setup, capsys):
     assert "model.name" in _fails(capsys, config, runs, "model.name=resnet_does_not_exist")
     assert "NoSuchFlip" in _fails(capsys, config, runs, "augment.train=[{name: NoSuchFlip}]")
     assert "augment.valid" in _fails(capsys, config, runs, "augment.valid=[{name: HorizontalFlip}]")
+    # podium normalizes on the device: a second normalization in the pipeline would be silent damage
+    err = _fails(capsys, config, runs, "augment.train=[{name: Resize}, {name: Normalize}]")
+    assert "augment.train[1]" in err and "Normalize" in err and "augment.mean" in err
 
 
 def test_cli_exit_code_and_single_line(setup):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from podium.config import load_config
-from podium.data import ImageDataset
+from podium.data import ImageDataset, Normalize
 from podium.inference import _DecodeForSize
 from podium.leaderboard import leaderboard
 from podium.models import create_model
@@ -59,7 +59,7 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     model = create_model(cfg.model, 1).eval()
     model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
     with torch.no_grad():
-        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        x = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(torch.stack([ds[i][0] for i in range(len(ds))]))
         plain = torch.sigmoid(model(x)).squeeze(1).numpy()
         flipped = torch.sigmoid(model(x.flip(3))).squeeze(1).numpy()
     np.testing.assert_allclose(oof.to_numpy(), (plain + flipped) / 2, rtol=0, atol=1e-5)

@@ -36,6 +36,25 @@ def test_augmentation_is_per_sample_per_epoch_and_independent_of_workers(competi
     assert not torch.equal(no_workers, _epoch(ds, 2))  # a new epoch draws anew
 
 
+def test_loader_ships_uint8_and_normalizing_on_the_device_equals_albumentations(competition):
+    import albumentations as A
+
+    from podium.data import Normalize
+    from podium.images import read_rgb
+
+    aug = AugmentConfig(valid=[{"name": "Resize"}])
+    paths = sorted((competition / "train").glob("*.png"))[:4]
+    ds = ImageDataset(paths, None, aug.valid, aug, 20, 0, "augment.valid", False)
+    batch = torch.stack([ds[i][0] for i in range(len(paths))])
+    assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 20, 20)  # a quarter of float32's bytes
+    ours = Normalize(aug.mean, aug.std, "cpu")(batch)
+    reference = A.Compose([A.Resize(20, 20), A.Normalize(mean=aug.mean, std=aug.std)])
+    expected = torch.from_numpy(np.stack([reference(image=read_rgb(p))["image"] for p in paths])).permute(0, 3, 1, 2)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+    assert Normalize(aug.mean, aug.std, "cpu", channels_last=True)(batch).is_contiguous(
+        memory_format=torch.channels_last)
+
+
 def test_parallel_folds_get_their_own_port_and_gpu(monkeypatch):
     argv0, _, expected0 = launch_command(["w"], None, 0, gpus=0)
     argv1, _, _ = launch_command(["w"], None, 1, gpus=0)

@@ -153,7 +153,7 @@ class CheckpointConfig(_Section):
 class AugmentConfig(_Section):
     # albumentations transforms by class name with their keyword arguments. A transform that
     # takes `size` (or `height`/`width`) gets the current image size unless it sets one itself.
-    # Normalize and the conversion to a tensor are appended by podium.
+    # The conversion to a tensor is appended by podium; normalization (mean, std) happens on the device.
     train: list[dict[str, Any]] = [{"name": "Resize"}]
     valid: list[dict[str, Any]] = [{"name": "Resize"}]
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

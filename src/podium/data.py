@@ -1,5 +1,9 @@
 """Datasets and albumentations pipelines.
 
+Workers ship uint8 images; `Normalize` turns them into the model's float input on the device.
+A quarter of float32's bytes cross the worker queues, the pinned-memory copy and the
+host-to-device transfer, and the workers skip the arithmetic.
+
 The epoch and the image size live in a small shared-memory tensor that every loader worker
 reads at each sample. Persistent workers keep their copy of the dataset across epochs, so a
 plain attribute set in the main process would never reach them; shared memory does.
@@ -23,13 +27,17 @@ from .images import read_rgb
 
 
 def build_transform(steps: list[dict], size: int, aug: AugmentConfig, key: str) -> A.Compose:
-    """An albumentations pipeline from config steps; size-taking steps get `size` unless set."""
+    """An albumentations pipeline from config steps; size-taking steps get `size` unless set.
+    It ends in a uint8 CHW tensor: normalization happens on the device (`Normalize`)."""
     ops = []
     for i, step in enumerate(steps):
         kwargs = {k: v for k, v in step.items() if k != "name"}
         cls = getattr(A, step["name"], None)
         if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
             raise PodiumError(f"config key '{key}[{i}]': albumentations has no transform '{step['name']}'")
+        if cls in (A.Normalize, A.ToFloat):
+            raise PodiumError(f"config key '{key}[{i}]': leave out {step['name']}; podium normalizes on the device "
+                              "with augment.mean and augment.std")
         params = inspect.signature(cls.__init__).parameters
         if "size" in params and "size" not in kwargs:
             kwargs["size"] = (size, size)
@@ -42,21 +50,39 @@ def build_transform(steps: list[dict], size: int, aug: AugmentConfig, key: str) 
             ops.append(cls(**kwargs))
         except (TypeError, ValueError) as exc:
             raise PodiumError(f"config key '{key}[{i}]' ({step['name']}): {str(exc).splitlines()[0]}") from None
-    ops += [A.Normalize(mean=aug.mean, std=aug.std), ToTensorV2()]
+    ops.append(ToTensorV2())
     return A.Compose(ops)
 
 
 def check_transforms(aug: AugmentConfig, size: int) -> None:
-    """Build both pipelines and run them on odd-shaped images: each must give 3 x size x size."""
+    """Build both pipelines and run them on odd-shaped images: each must give uint8 3 x size x size."""
     for key, steps in (("augment.train", aug.train), ("augment.valid", aug.valid)):
         tf = build_transform(steps, size, aug, key)
         for shape in ((size + 13, size * 2 + 7, 3), (max(8, size // 2), size + 5, 3)):
             out = tf(image=np.zeros(shape, np.uint8))["image"]
+            if out.dtype != torch.uint8:
+                raise PodiumError(f"config key '{key}': the pipeline gives {out.dtype} images, not uint8; podium "
+                                  "normalizes on the device, so leave out steps that convert to float")
             if tuple(out.shape) != (3, size, size):
                 raise PodiumError(
                     f"config key '{key}': the pipeline gives images of shape {tuple(out.shape)}, "
                     f"not 3x{size}x{size}; add a step that sets the size (Resize, RandomResizedCrop, ...)"
                 )
+
+
+class Normalize:
+    """uint8 image batches (N, 3, H, W) to the model's float input, on their device:
+    (x / 255 - mean) / std, as albumentations' Normalize computes it (tested against it)."""
+
+    def __init__(self, mean, std, device, channels_last: bool = False):
+        mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1 / (255 * std), mean / std
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        out = images.to(self.scale.device, non_blocking=True).float() * self.scale - self.shift
+        return out.contiguous(memory_format=self.memory_format)
 
 
 class LoaderState:

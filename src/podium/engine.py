@@ -25,7 +25,7 @@ from . import artifacts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .competition import Competition, load_competition
 from .config import Config
-from .data import ImageDataset, LoaderState, encode_targets
+from .data import ImageDataset, LoaderState, Normalize, encode_targets
 from .losses import smooth, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
 from .mix import mix, mixing_on
@@ -57,7 +57,8 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.T
 
 
 @torch.no_grad()
-def predict(model, loader, accelerator: Accelerator, task: str, tta_hflip: bool, with_loss: bool):
+def predict(model, loader, normalize: Normalize, accelerator: Accelerator, task: str, tta_hflip: bool,
+            with_loss: bool):
     """Probabilities for every row of `loader`'s dataset, in the dataset's row order.
 
     Each batch carries its row indices; gather_for_metrics drops the rows a distributed
@@ -67,6 +68,7 @@ def predict(model, loader, accelerator: Accelerator, task: str, tta_hflip: bool,
     model.eval()
     probs, rows, losses = [], [], []
     for images, y, idx in loader:
+        images = normalize(images)
         with accelerator.autocast():
             logits = model(images)
             p = probabilities(logits, task)
@@ -141,14 +143,14 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimize
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, ema, loss_fn, cfg: Config,
-                    comp: Competition, update: int, mixing: bool, mix_rng: np.random.Generator,
-                    progress: str | None = None):
+def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, accelerator: Accelerator, ema,
+                    loss_fn, cfg: Config, comp: Competition, update: int, mixing: bool,
+                    mix_rng: np.random.Generator, progress: str | None = None):
     """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
 
-    Per batch: soft targets, Mixup/CutMix (when `mixing`), label smoothing once, forward,
-    backward; per optimizer update (after gradient accumulation): the lr of this update,
-    clipping, the step, EMA. Mixing draws come from `mix_rng`, seeded by (seed, epoch, process).
+    Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
+    `mixing`), label smoothing once, forward, backward; per optimizer update (after gradient
+    accumulation): the lr of this update, clipping, the step, EMA. Mixing draws come from `mix_rng`, seeded by (seed, epoch, process).
     """
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
@@ -158,6 +160,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerato
     start = time.time()
     for step, (images, y, _) in enumerate(bar):
         sizes_seen.add(tuple(images.shape[-2:]))
+        images = normalize(images)
         with accelerator.accumulate(model):
             target = soft_targets(y, comp.task, comp.num_outputs)
             if mixing:
@@ -257,6 +260,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    normalize = Normalize(aug.mean, aug.std, accelerator.device, channels_last)
     optimizer = build_optimizer(model.to(accelerator.device), cfg)
     model, optimizer, train_loader, valid_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, valid_loader, test_loader
@@ -319,7 +323,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
         model.train()
         train_start = time.time()
         update, train_loss, lr, (height, width) = train_one_epoch(
-            model, train_loader, optimizer, scheduler, accelerator, ema, loss_fn, cfg, comp,
+            model, train_loader, normalize, optimizer, scheduler, accelerator, ema, loss_fn, cfg, comp,
             update, mixing, np.random.default_rng([cfg.seed, epoch, accelerator.process_index]),
             progress=f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}",
         )
@@ -327,7 +331,7 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
 
         # Without TTA: the epoch scores only pick the best epoch and draw the curves. The OOF
         # predictions written at the end come from the best weights, with TTA when it is on.
-        probs, valid_loss = predict(eval_model, valid_loader, accelerator, comp.task, False, True)
+        probs, valid_loss = predict(eval_model, valid_loader, normalize, accelerator, comp.task, False, True)
         scores = score_all(valid_ds.targets, probs, comp.task)
         tricks = {"image_size": height if height == width else f"{height}x{width}",
                   "mix": _mix_name(cfg) if mixing else "off", "label_smoothing": eps, "scheduler": cfg.scheduler.name}
@@ -356,8 +360,8 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
 
     # The held-out fold and the test set are predicted with the best epoch's weights, the same way.
     accelerator.unwrap_model(eval_model).load_state_dict(best_state)
-    oof_probs, _ = predict(eval_model, valid_loader, accelerator, comp.task, cfg.predict.tta_hflip, False)
-    test_probs, _ = predict(eval_model, test_loader, accelerator, comp.task, cfg.predict.tta_hflip, False)
+    oof_probs, _ = predict(eval_model, valid_loader, normalize, accelerator, comp.task, cfg.predict.tta_hflip, False)
+    test_probs, _ = predict(eval_model, test_loader, normalize, accelerator, comp.task, cfg.predict.tta_hflip, False)
     if main:
         weights = safetensors_bytes({k: v.contiguous() for k, v in best_state.items()})
         artifacts.write_bytes(fold_dir / "model.safetensors", weights)

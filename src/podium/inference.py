@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from . import __version__, artifacts
 from .competition import Competition, image_paths, read_csv
 from .config import config_from_dict
-from .data import ImageDataset
+from .data import ImageDataset, Normalize
 from .engine import probabilities
 from .models import create_model
 from .submission import build_submission
@@ -52,6 +52,7 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
                         num_workers=cfg.train.num_workers)
     model = create_model(cfg.model, comp.num_outputs).to(device).eval()
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, device)
     total = None
     print(f"podium {__version__} from {Path(__file__).resolve().parent}; {meta['folds']} folds on {device}",
           flush=True)
@@ -60,7 +61,7 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
         parts = []
         with torch.no_grad():
             for images, _, _ in loader:
-                images = images.to(device)
+                images = normalize(images)
                 p = probabilities(model(images), comp.task)
                 if cfg.predict.tta_hflip:
                     p = (p + probabilities(model(images.flip(3)), comp.task)) / 2
