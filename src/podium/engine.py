@@ -155,8 +155,10 @@ def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, a
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
     sizes_seen, lr = set(), None
+    # disable=None: tqdm draws only on a terminal, so a log file (nohup, a notebook running
+    # `make`) gets the one-line epoch summaries, not a carriage-return line per update.
     bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
-               disable=progress is None or not accelerator.is_main_process)
+               disable=True if progress is None or not accelerator.is_main_process else None)
     start = time.time()
     for step, (images, y, _) in enumerate(bar):
         sizes_seen.add(tuple(images.shape[-2:]))
