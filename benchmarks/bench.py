@@ -52,7 +52,7 @@ from podium.stages import preflight  # noqa: E402
 def _dataset(cfg, comp, cache=None):
     state = LoaderState(cfg.train.image_size)
     targets = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
-    return ImageDataset(comp.train["path"], targets, cfg.augment.train, cfg.augment, state, cfg.seed,
+    return ImageDataset(comp.train["path"], targets, cfg.augment.train, state, cfg.seed,
                         "augment.train", True, cache)
 
 
@@ -104,8 +104,8 @@ def podium_steps(cfg, comp, batches, accelerator, model):
     model.train()
 
     def step(b: int) -> None:
-        train_one_epoch(model, on_device[b:b + 1], normalize, optimizer, scheduler, accelerator, None, loss_fn, cfg, comp, 0,
-                        False, rng)
+        train_one_epoch(model, on_device[b:b + 1], normalize, optimizer, scheduler, accelerator, None, loss_fn, cfg,
+                        comp, 0, False, rng)
     return step
 
 

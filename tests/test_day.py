@@ -54,7 +54,7 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     fold_dir = tmp / "runs" / "bin_v1" / "fold0"
     oof = pd.read_csv(fold_dir / "oof.csv", dtype={"id": str}).set_index("id")["target"]
     train = pd.read_csv(comp / "train.csv", dtype={"id": str}).set_index("id").loc[oof.index]
-    ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid, cfg.augment,
+    ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid,
                       cfg.train.image_size, cfg.seed, "augment.valid", False, _DecodeForSize(cfg.train.image_size))
     model = create_model(cfg.model, 1).eval()
     model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))

@@ -16,7 +16,7 @@ from podium.launch import launch_command
 
 def _augmenting_dataset(paths, state):
     aug = AugmentConfig(train=[{"name": "RandomResizedCrop", "scale": [0.2, 1.0]}, {"name": "HorizontalFlip"}])
-    return ImageDataset(paths, np.zeros(len(paths), dtype=np.int64), aug.train, aug, state, 42, "augment.train", True)
+    return ImageDataset(paths, np.zeros(len(paths), dtype=np.int64), aug.train, state, 42, "augment.train", True)
 
 
 def _epoch(ds, workers):
@@ -44,7 +44,7 @@ def test_loader_ships_uint8_and_normalizing_on_the_device_equals_albumentations(
 
     aug = AugmentConfig(valid=[{"name": "Resize"}])
     paths = sorted((competition / "train").glob("*.png"))[:4]
-    ds = ImageDataset(paths, None, aug.valid, aug, 20, 0, "augment.valid", False)
+    ds = ImageDataset(paths, None, aug.valid, 20, 0, "augment.valid", False)
     batch = torch.stack([ds[i][0] for i in range(len(paths))])
     assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 20, 20)  # a quarter of float32's bytes
     ours = Normalize(aug.mean, aug.std, "cpu")(batch)

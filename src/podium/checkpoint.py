@@ -3,9 +3,9 @@
 A checkpoint is a folder `checkpoint/epoch-NNNN/` holding accelerate's save_state output (model,
 optimizer, grad scaler, random states) plus podium's own files: `podium.json` (epoch, update
 count, best score, history, the stage inputs it was made with) and safetensors files (EMA
-weights, best weights, best weights). It is written under a temporary name, finished with MANIFEST.json
-(every file's size and CRC-32), and renamed into place; only then is the previous one removed.
-A folder without a matching manifest is not a checkpoint.
+weights, best weights). It is written under a temporary name, finished with MANIFEST.json (every
+file's size and CRC-32), and renamed into place; only then is the previous one removed. A folder
+without a matching manifest is not a checkpoint.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from .errors import PodiumError
 from .images import read_rgb
 
 
-def build_transform(steps: list[dict], size: int, aug: AugmentConfig, key: str) -> A.Compose:
+def build_transform(steps: list[dict], size: int, key: str) -> A.Compose:
     """An albumentations pipeline from config steps; size-taking steps get `size` unless set.
     It ends in a uint8 CHW tensor: normalization happens on the device (`Normalize`)."""
     ops = []
@@ -57,7 +57,7 @@ def build_transform(steps: list[dict], size: int, aug: AugmentConfig, key: str) 
 def check_transforms(aug: AugmentConfig, size: int) -> None:
     """Build both pipelines and run them on odd-shaped images: each must give uint8 3 x size x size."""
     for key, steps in (("augment.train", aug.train), ("augment.valid", aug.valid)):
-        tf = build_transform(steps, size, aug, key)
+        tf = build_transform(steps, size, key)
         for shape in ((size + 13, size * 2 + 7, 3), (max(8, size // 2), size + 5, 3)):
             out = tf(image=np.zeros(shape, np.uint8))["image"]
             if out.dtype != torch.uint8:
@@ -104,14 +104,14 @@ class LoaderState:
 
 
 class ImageDataset(Dataset):
-    """Returns (image tensor, target, row index). The row index travels with the batch so that
+    """Returns (uint8 image tensor, target, row index). The row index travels with the batch so that
     predictions gathered from several processes are written by id, never by position."""
 
-    def __init__(self, paths, targets, steps: list[dict], aug: AugmentConfig, size: LoaderState | int,
+    def __init__(self, paths, targets, steps: list[dict], size: LoaderState | int,
                  seed: int, key: str, augment_seed: bool, cache=None):
         self.paths = [str(p) for p in paths]
         self.targets = targets
-        self.steps, self.aug, self.key = steps, aug, key
+        self.steps, self.key = steps, key
         self.size = size  # a fixed size, or the LoaderState that says the epoch's size
         self.seed = seed
         self.augment_seed = augment_seed
@@ -123,7 +123,7 @@ class ImageDataset(Dataset):
 
     def pipeline(self, size: int) -> A.Compose:
         if size not in self._pipelines:
-            self._pipelines[size] = build_transform(self.steps, size, self.aug, self.key)
+            self._pipelines[size] = build_transform(self.steps, size, self.key)
         return self._pipelines[size]
 
     def __getitem__(self, i: int):

@@ -150,7 +150,8 @@ def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, a
 
     Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
     `mixing`), label smoothing once, forward, backward; per optimizer update (after gradient
-    accumulation): the lr of this update, clipping, the step, EMA. Mixing draws come from `mix_rng`, seeded by (seed, epoch, process).
+    accumulation): the lr of this update, clipping, the step, EMA. Mixing draws come from
+    `mix_rng`, seeded by (seed, epoch, process).
     """
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
@@ -236,11 +237,11 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     aug, seed = cfg.augment, cfg.seed
     # Training images take the epoch's size from `state`; validation, OOF and test always the final one.
     cache = open_cache(cfg, stage_inputs["data"]) if cfg.data.cache else None
-    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, aug, state, seed, "augment.train", True,
+    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, state, seed, "augment.train", True,
                             cache)
-    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, aug, size, seed, "augment.valid", False,
+    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, size, seed, "augment.valid", False,
                             cache)
-    test_ds = ImageDataset(comp.test["path"], None, aug.valid, aug, size, seed, "augment.valid", False, cache)
+    test_ds = ImageDataset(comp.test["path"], None, aug.valid, size, seed, "augment.valid", False, cache)
     workers = cfg.train.num_workers
     # Each loader draws its workers' base seed from a generator of its own, not from torch's
     # global one: with persistent workers that draw happens only in the first epoch run, which

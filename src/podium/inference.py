@@ -48,7 +48,7 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = cfg.train.image_size
     cache = _DecodeForSize(size) if cfg.data.cache else None
-    ds = ImageDataset(test["path"], None, cfg.augment.valid, cfg.augment, size, cfg.seed, "augment.valid", False, cache)
+    ds = ImageDataset(test["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid", False, cache)
     loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
                         num_workers=cfg.train.num_workers)
     model = create_model(cfg.model, comp.num_outputs).to(device).eval()
