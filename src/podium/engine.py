@@ -56,6 +56,16 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.T
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
 
 
+def forward_probs(model, images: torch.Tensor, task: str, tta_hflip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, probabilities) of a normalized batch; with TTA the probabilities are averaged
+    with those of the mirrored batch (the logits stay the plain ones, for the loss)."""
+    logits = model(images)
+    p = probabilities(logits, task)
+    if tta_hflip:
+        p = (p + probabilities(model(images.flip(3)), task)) / 2
+    return logits, p
+
+
 @torch.no_grad()
 def predict(model, loader, normalize: Normalize, accelerator: Accelerator, task: str, tta_hflip: bool,
             with_loss: bool):
@@ -68,12 +78,8 @@ def predict(model, loader, normalize: Normalize, accelerator: Accelerator, task:
     model.eval()
     probs, rows, losses = [], [], []
     for images, y, idx in loader:
-        images = normalize(images)
         with accelerator.autocast():
-            logits = model(images)
-            p = probabilities(logits, task)
-            if tta_hflip:
-                p = (p + probabilities(model(images.flip(3)), task)) / 2
+            logits, p = forward_probs(model, normalize(images), task, tta_hflip)
         loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
         p, idx, loss = accelerator.gather_for_metrics((p.contiguous(), idx, loss))
         probs.append(p.cpu())

@@ -16,7 +16,7 @@ from . import __version__, artifacts
 from .competition import Competition, image_paths, read_csv
 from .config import config_from_dict
 from .data import ImageDataset, Normalize
-from .engine import probabilities
+from .engine import forward_probs
 from .models import create_model
 from .submission import build_submission
 
@@ -61,10 +61,7 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
         parts = []
         with torch.no_grad():
             for images, _, _ in loader:
-                images = normalize(images)
-                p = probabilities(model(images), comp.task)
-                if cfg.predict.tta_hflip:
-                    p = (p + probabilities(model(images.flip(3)), comp.task)) / 2
+                _, p = forward_probs(model, normalize(images), comp.task, cfg.predict.tta_hflip)
                 parts.append(p.float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(test), -1).astype(np.float64)
         total = probs if total is None else total + probs
