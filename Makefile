@@ -1,5 +1,7 @@
 # podium: make demo | make test | make folds | make train FOLD=k | make cv | make oof | make submit
 # Every stage takes CONFIG=path/to/x.yaml and OVERRIDES="key=value ...".
+# `make help` lists the targets from their `## ...` comments: a public target gets one on its rule
+# line; a target without one is internal (demo-data, cv-fold-%: steps of demo and cv).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,19 +19,21 @@ TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
 .PHONY: help install demo demo-data check folds train cv oof submit schedule ablate report leaderboard bundle \
-        bench test clean
+        bench test test-fast lint clean
 .DEFAULT_GOAL := help
 
-help:
-	@echo "make demo            the whole pipeline on the demo competition"
-	@echo "make test            the test suite (CPU)"
-	@echo "make folds | train FOLD=k | cv | oof | submit   [CONFIG=... OVERRIDES=\"k=v ...\"]"
-	@echo "make schedule        lr and image size per update, from the config (runs/<exp>/schedule.png)"
-	@echo "make ablate FOLDS=0,1  the five tricks' effect on the CV score (runs/<exp>/ablation.png)"
-	@echo "make report          runs/<exp>/report.html: CV table, curves, confusion, wrong images"
-	@echo "make leaderboard     all experiments' CV scores, best first"
-	@echo "make bundle          runs/<exp>/bundle/ with predict.py for an offline Kaggle kernel"
-	@echo "make bench           loader, step and progressive-resizing speed figures (runs/bench.json)"
+help:  ## this list
+	@echo "podium: an image-classification competition, from folds to a Kaggle submission"
+	@echo "usage: make <target> [CONFIG=path/to/x.yaml] [OVERRIDES=\"key=value ...\"]"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' \
+		$(MAKEFILE_LIST)
+
+demo: $(VENV)/.installed  ## the whole pipeline on the demo competition (data/demo/)
+	$(PODIUM) demo-data
+	$(MAKE) --no-print-directory cv
+	$(PODIUM) oof --config $(CONFIG) $(OVERRIDES)
+	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -38,18 +42,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed  ## only build .venv (every target does it on first use)
 
 demo-data: $(VENV)/.installed
 	$(PODIUM) demo-data
 
-check: $(VENV)/.installed
+check: $(VENV)/.installed  ## validate the config and every image, train nothing (caches them, with data.cache)
 	$(PODIUM) check --config $(CONFIG) $(OVERRIDES)
 
-folds: $(VENV)/.installed
+folds: $(VENV)/.installed  ## runs/<exp>/folds.csv: the cross-validation split
 	$(PODIUM) folds --config $(CONFIG) $(OVERRIDES)
 
-train: $(VENV)/.installed
+train: $(VENV)/.installed  ## one fold: FOLD=k [NPROC=n] [FRESH=1] [ACCELERATE_CONFIG=x.yaml]
 	$(PODIUM) train --config $(CONFIG) --fold $(FOLD) $(TRAIN_FLAGS) $(OVERRIDES)
 
 # make cv trains every fold one after another; make -j N cv trains N side by side, each with its
@@ -57,46 +61,47 @@ train: $(VENV)/.installed
 N_SPLITS = $(shell $(PODIUM) n-splits --config $(CONFIG) $(OVERRIDES))
 PARALLEL = $(filter-out -j1,$(filter -j%,$(MAKEFLAGS)))
 # check first: every image is checked (and cached, with data.cache) once, not by each fold at once.
-cv: $(VENV)/.installed folds check
+cv: $(VENV)/.installed folds check  ## folds, check, then train every fold (make -j N cv: N side by side)
 	@$(MAKE) --no-print-directory $(addprefix cv-fold-,$(shell seq 0 $$(( $(N_SPLITS) - 1 ))))
 
 cv-fold-%:
 	@echo "== fold $* of $(N_SPLITS) =="
-	$(if $(PARALLEL),PODIUM_PIN_GPU=1) $(PODIUM) train --config $(CONFIG) --fold $* $(TRAIN_FLAGS) $(OVERRIDES)
+	$(PODIUM) train --config $(CONFIG) --fold $* $(TRAIN_FLAGS) $(if $(PARALLEL),--pin-gpu) $(OVERRIDES)
 
-oof: $(VENV)/.installed
+oof: $(VENV)/.installed  ## join the out-of-fold predictions: runs/<exp>/oof.csv, cv.json and the CV table
 	$(PODIUM) oof --config $(CONFIG) $(OVERRIDES)
 
-submit: $(VENV)/.installed
-	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
+submit: $(VENV)/.installed  ## submissions/<exp>.csv: the folds' test predictions averaged [FOLDS=0,2: a probe]
+	$(PODIUM) submit --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(OVERRIDES)
 
-schedule: $(VENV)/.installed
+schedule: $(VENV)/.installed  ## lr and image size per update, from the config (runs/<exp>/schedule.png)
 	$(PODIUM) schedule --config $(CONFIG) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
 
-ablate: $(VENV)/.installed
+ablate: $(VENV)/.installed  ## FOLDS=0,1: the five tricks' effect on the CV score (runs/<exp>/ablation.png)
 	$(PODIUM) ablate --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
 
-demo: $(VENV)/.installed
-	$(PODIUM) demo-data
-	$(MAKE) --no-print-directory cv
-	$(PODIUM) oof --config $(CONFIG) $(OVERRIDES)
-	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
-
-report: $(VENV)/.installed
+report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images
 	$(PODIUM) report --config $(CONFIG) $(OVERRIDES)
 
-leaderboard: $(VENV)/.installed
+leaderboard: $(VENV)/.installed  ## all experiments' CV scores, best first
 	$(PODIUM) leaderboard
 
-bundle: $(VENV)/.installed
+bundle: $(VENV)/.installed  ## runs/<exp>/bundle/ with predict.py for an offline Kaggle kernel
 	$(PODIUM) bundle --config $(CONFIG) $(OVERRIDES)
 
 # Speed figures (runs/bench.json); uses ../shared/datasets when present, the demo data otherwise.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed  ## loader, step and progressive-resizing speed figures (runs/bench.json)
 	$(PY) benchmarks/bench.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed  ## the whole test suite, CPU only (about 6 minutes on 2 cores)
 	$(PY) -m pytest -q
 
-clean:
+# Slow tests (training subprocesses, several epochs) carry @pytest.mark.slow; see pyproject.toml.
+test-fast: $(VENV)/.installed  ## the tests not marked slow (under a minute)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed  ## ruff check src tests benchmarks (rules in pyproject.toml)
+	$(PY) -m ruff check src tests benchmarks
+
+clean:  ## delete runs/ and data/demo/
 	rm -rf runs data/demo

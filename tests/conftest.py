@@ -45,7 +45,7 @@ def write_competition(root: Path, n_train: int = 90, n_test: int = 30, classes=(
         kinds = np.arange(n) % len(classes)
         rng.shuffle(kinds)
         ids = [f"{split}{i:04d}" for i in range(n)]
-        for i, k in zip(ids, kinds):
+        for i, k in zip(ids, kinds, strict=True):
             cv2.imwrite(str(root / split / f"{i}.{ext}"), pattern_image(int(k), rng))
         frames[split] = pd.DataFrame({id_column: ids, target: [classes[k] for k in kinds]})
     frames["train"].to_csv(root / "train.csv", index=False)

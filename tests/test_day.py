@@ -47,6 +47,7 @@ def trained(tmp_path_factory):
     return tmp, comp, config
 
 
+@pytest.mark.slow
 def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained):
     """Epoch scores (which pick the best epoch) skip TTA; oof.csv is the best weights with TTA."""
     tmp, comp, config = trained
@@ -68,6 +69,7 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     assert best["roc_auc"] == pytest.approx(roc_auc_score(train["target"], plain), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_report_is_a_self_contained_page(trained):
     tmp, comp, config = trained
     _ok(podium("report", "--config", str(config)))
@@ -84,6 +86,7 @@ def test_report_is_a_self_contained_page(trained):
     assert (run / "fold0" / "history.png").is_file()
 
 
+@pytest.mark.slow
 def test_leaderboard_sorts_best_first(trained, tmp_path):
     tmp, _, _ = trained
     runs = tmp_path / "runs"
@@ -100,6 +103,7 @@ def test_leaderboard_sorts_best_first(trained, tmp_path):
     assert "bin_v1" in out and "2/2" in out
 
 
+@pytest.mark.slow
 def test_bundle_predicts_the_same_submission_away_from_the_repo(trained, tmp_path):
     tmp, comp, config = trained
     _ok(podium("bundle", "--config", str(config)))

@@ -46,6 +46,7 @@ def _outputs(fold_dir):
             load_file(str(fold_dir / "model.safetensors")))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_fold_then_resume_gives_the_same_result(tmp_path, competition):
     reference = _config(tmp_path, competition, "ref")
     _ok(podium("train", "--config", str(reference), "--fold", "0"))
@@ -137,6 +138,7 @@ def test_lock_live_and_stale(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_second_trainer_of_a_fold_is_refused(tmp_path, competition):
     config = _config(tmp_path, competition, "locked")
     fold_dir = tmp_path / "locked" / "locked" / "fold0"

@@ -10,7 +10,6 @@ from podium.losses import smooth, soft_targets, train_loss_fn
 from podium.mix import draw_mixing, mix, partner_mask
 from podium.schedule import lr_curve, size_at
 
-
 # --- Cosine decay with warm restarts ---------------------------------------------------------
 
 @pytest.mark.parametrize("per_epoch,t0,t_mult,epochs", [(17, 1, 2, 31), (7, 2, 1, 20), (5, 3, 3, 40), (13, 1, 2, 63)])

@@ -81,7 +81,7 @@ class ImageCache:
         return state
 
     @staticmethod
-    def open(folder: Path, key: str) -> "ImageCache | None":
+    def open(folder: Path, key: str) -> ImageCache | None:
         index_path, bin_path = folder / f"{key}.json", folder / f"{key}.bin"
         if not (index_path.is_file() and bin_path.is_file()):
             return None
@@ -110,7 +110,7 @@ def build_cache(paths: list[str], short_side: int, folder: Path, key: str, worke
     try:
         with os.fdopen(fd, "wb") as fh, ThreadPoolExecutor(max_workers=workers) as pool:
             # decode in parallel (OpenCV releases the GIL), write in order
-            for path, img in zip(paths, pool.map(lambda p: decode_for_size(p, short_side), paths)):
+            for path, img in zip(paths, pool.map(lambda p: decode_for_size(p, short_side), paths), strict=True):
                 fh.write(img.tobytes())
                 entries.append([path, offset, list(img.shape)])
                 offset += img.nbytes

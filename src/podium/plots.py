@@ -140,7 +140,7 @@ def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
             conf.append(confidence[sel].mean())
             acc.append(correct[sel].mean())
             count.append(int(sel.sum()))
-    ece = sum(c * abs(a - f) for c, a, f in zip(count, acc, conf)) / max(1, sum(count))
+    ece = sum(c * abs(a - f) for c, a, f in zip(count, acc, conf, strict=True)) / max(1, sum(count))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="0.7", ls="--")
     ax.plot(conf, acc, marker="o")
