@@ -1,6 +1,7 @@
 """Config validation: unknown keys with a did-you-mean, wrong types, bad values, typed overrides."""
 
 import pytest
+from pydantic import ValidationError
 
 from podium.config import config_hash, load_config
 from podium.errors import PodiumError
@@ -41,7 +42,7 @@ def test_wrong_type_and_bad_value_name_the_key(tmp_path):
     path = _write(tmp_path, "seed: 1\n")
     assert "train.epochs" in _error(path, ["train.epochs=abc"])
     assert "folds.n_splits" in _error(path, ["folds.n_splits=1"])
-    assert "data.task" in _error(path, ["data.task=regression"])
+    assert "data.task" in _error(path, ["data.task=regresion"])
     assert "metric" in _error(path, ["metric=mae"])
 
 
@@ -59,8 +60,19 @@ def test_overrides_are_typed_by_the_schema(tmp_path):
 
 
 def test_cross_key_checks(tmp_path):
-    path = _write(tmp_path, "data: {task: multilabel, target: label}\n")
+    path = _write(tmp_path, "data: {task: binary, target: [a, b]}\n")
     assert "data.target" in _error(path)
+    path = _write(tmp_path, "data: {task: regression, target: score}\n")  # metric left at accuracy
+    assert "metric: accuracy is not defined for a regression task (one of: qwk, rmse, mae)" in _error(path)
+    # tag strings (one column of space-separated labels) and one-hot class columns are targets too
+    assert load_config(path, ["data.task=multilabel", "folds.strategy=kfold", "metric=f2_samples"]).data.tag_string
+    assert load_config(path, ["data.target=[a, b, c]", "data.task=multiclass"]).data.one_hot
+
+
+def test_a_config_with_several_errors_lists_them_all(tmp_path):
+    path = _write(tmp_path, "train: {epochs: 0, lr: -1}\nmodel: {nmae: x}\n")
+    msg = _error(path)
+    assert "train.epochs" in msg and "train.lr" in msg and "model.nmae" in msg and "did you mean 'model.name'" in msg
     path = _write(tmp_path, "folds: {strategy: group}\n")
     assert "folds.group_column" in _error(path)
 
@@ -68,7 +80,7 @@ def test_cross_key_checks(tmp_path):
 def test_config_is_frozen_and_hash_tracks_content(tmp_path):
     path = _write(tmp_path, "seed: 1\n")
     a, b = load_config(path), load_config(path, ["train.epochs=2"])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):  # frozen
         a.seed = 3
     assert config_hash(a) != config_hash(b)
     assert config_hash(a, ("seed", "data", "folds")) == config_hash(b, ("seed", "data", "folds"))
@@ -77,3 +89,65 @@ def test_config_is_frozen_and_hash_tracks_content(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(PodiumError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_booleans_reach_word_fields_as_their_words(tmp_path):
+    # YAML 1.1 reads on/off/yes/no as booleans: the word the README offers must still work.
+    path = _write(tmp_path, "seed: 1\n")
+    assert load_config(path, ["train.channels_last=on"]).train.channels_last == "on"
+    assert load_config(path, ["train.channels_last=off"]).train.channels_last == "off"
+    assert load_config(path, ["train.precision=no"]).train.precision == "no"
+    assert load_config(_write(tmp_path, "train: {channels_last: on}\n")).train.channels_last == "on"
+    assert load_config(_write(tmp_path, "train:\n  channels_last: off\n  precision: no\n")).train.precision == "no"
+    # A boolean that stands for no word of the field, and a wrong word, still fail naming the key.
+    assert "train.precision" in _error(path, ["train.precision=yes"])
+    msg = _error(path, ["train.channels_last=maybe"])
+    assert "train.channels_last" in msg and "'maybe'" in msg
+
+
+def test_yaml_boolean_words_are_found_inside_optional_literals():
+    from typing import Literal
+
+    from pydantic import ValidationError
+
+    from podium.config import _Section
+
+    class Switch(_Section):
+        mode: Literal["yes", "no", "later"] | None = None
+        flag: Literal["true", "false"] = "true"
+
+    assert Switch.model_validate({"mode": True, "flag": False}) == Switch(mode="yes", flag="false")
+    with pytest.raises(ValidationError):
+        Switch.model_validate({"mode": 1})  # only booleans are translated, not numbers
+
+
+def test_bool_fields_accept_the_yaml_words_as_strings(tmp_path):
+    path = _write(tmp_path, "data: {cache: 'on'}\ntrain: {compile: 'yes', ema: 'off'}\nresize: {enabled: 'no'}\n")
+    cfg = load_config(path, ["predict.tta_hflip='on'", "checkpoint.keep=yes"])
+    assert cfg.data.cache is True and cfg.train.compile is True and cfg.train.ema is False
+    assert cfg.resize.enabled is False and cfg.predict.tta_hflip is True and cfg.checkpoint.keep is True
+    assert "train.compile" in _error(path, ["train.compile=maybe"])
+
+
+def test_metric_names_come_from_the_metrics_table(tmp_path):
+    from podium.config import Config
+    from podium.metrics import METRICS
+
+    assert Config.model_fields["metric"].annotation.__args__ == tuple(METRICS)
+    path = _write(tmp_path, "seed: 1\nfolds: {strategy: kfold}\n")
+    for name, metric in METRICS.items():
+        assert load_config(path, [f"metric={name}", f"data.task={metric.tasks[0]}"]).metric == name
+    for name in METRICS:
+        assert f"`{name}`" in Config.model_fields["metric"].description
+    msg = _error(_write(tmp_path, "data: {task: multilabel, target: [a, b]}\nfolds: {strategy: kfold}\n"),
+                 ["metric=qwk"])
+    assert "metric" in msg and "multilabel" in msg
+
+
+def test_metrics_do_not_load_scikit_learn_with_the_config():
+    import subprocess
+    import sys
+
+    code = "import sys, podium.config; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,60 +1,123 @@
 """The one typed config object: loaded from YAML plus `key=value` overrides, validated once.
 
-Every key is documented in README.md ("Config reference"). A config file's stem is the
+Each key's meaning is its Field description; README.md's "Config reference" table is rendered
+from them (`python -m podium.configdoc --write README.md`). A config file's stem is the
 experiment name; its outputs go to `<runs_dir>/<experiment>/`.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
+import typing
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PodiumError
+from .metrics import METRICS
+
+# The words YAML 1.1 reads as booleans: `train.channels_last=on` arrives as True.
+_YAML_TRUE, _YAML_FALSE = ("on", "yes", "true"), ("off", "no", "false")
+
+
+def _literal_words(annotation: Any) -> tuple:
+    """The values of a Literal annotation, also inside Optional/Union; () for any other type."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return tuple(word for arg in typing.get_args(annotation) for word in _literal_words(arg))
+
+
+@functools.cache
+def _bool_words(section: type[BaseModel]) -> dict[str, dict[bool, str]]:
+    """{field: {True: 'on', False: 'off'}} for the fields whose Literal has such words."""
+    out = {}
+    for name, field in section.model_fields.items():
+        words = _literal_words(field.annotation)
+        meaning = {flag: next((w for w in spelled if w in words), None)
+                   for flag, spelled in ((True, _YAML_TRUE), (False, _YAML_FALSE))}
+        if any(meaning.values()):
+            out[name] = {flag: word for flag, word in meaning.items() if word is not None}
+    return out
 
 
 class _Section(BaseModel):
     # frozen: the config is made once at the entry point and only read afterwards.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans_as_words(cls, data: Any) -> Any:
+        """`channels_last: on` loads as True: give a word field back the word the user wrote."""
+        if not isinstance(data, dict):
+            return data
+        words = _bool_words(cls)
+        return {key: words[key].get(value, value) if key in words and isinstance(value, bool) else value
+                for key, value in data.items()}
+
 
 class DataConfig(_Section):
-    dir: str = "data/demo"
-    train_csv: str = "train.csv"
-    test_csv: str = "test.csv"
-    sample_submission: str = "sample_submission.csv"
-    id_column: str = "id"
-    target: Union[str, list[str]] = "label"
-    task: Literal["multiclass", "binary", "multilabel"] = "multiclass"
-    train_images: str = "train/{id}.png"
-    test_images: str = "test/{id}.png"
-    # Decode every image once, shrunk to the largest training size, into a memory-mapped file
-    # under <run>/cache/ shared by all folds, epochs and workers. Costs disk: about
-    # images x size^2 x 3 bytes x aspect.
-    cache: bool = False
+    dir: str = Field("data/demo", description=(
+        "competition folder; the paths below are relative to it. `data/demo` is written on first use"))
+    train_csv: str = Field("train.csv", description="the training rows: ids and targets")
+    test_csv: str | None = Field("test.csv", description=(
+        "the test rows' ids; null: the sample submission's ids are the test rows (Cassava, Dog Breed, "
+        "Aerial Cactus and Planet ship no test.csv)"))
+    sample_submission: str = Field("sample_submission.csv", description=(
+        "the submission's shape: its columns and their order; its ids must be test_csv's"))
+    id_column: str = Field("id", description="one unique id per row, read as text (`007` stays `007`)")
+    target: str | list[str] = Field("label", description=(
+        "the target column. multiclass: a column of class values, or a list of one-hot 0/1 columns "
+        "(exactly one 1 per row; the classes are the columns); multilabel: a column of space-separated "
+        "labels (the labels are those seen in train_csv), or a list of 0/1 columns"))
+    task: Literal["multiclass", "binary", "multilabel", "regression"] = Field("multiclass", description=(
+        "`multiclass` (softmax), `binary` (one sigmoid output, target 0/1), "
+        "`multilabel` (one sigmoid per label), `regression` (one output, a numeric target)"))
+    train_images: str = Field("train/{id}.png", description=(
+        "training image path template, formatted with the row's columns; may not leave `data.dir`"))
+    test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
+    cache: bool = Field(False, description=(
+        "decode every image once, its shorter side shrunk to `train.image_size`, into a memory-mapped "
+        "cache under `<run>/cache/` shared by all folds, epochs and workers (see Speed); costs about "
+        "images x size² x 3 bytes of disk"))
 
     @model_validator(mode="after")
     def _target_matches_task(self):
-        if self.task == "multilabel" and not isinstance(self.target, list):
-            raise ValueError("data.target: a multilabel task needs a list of 0/1 columns")
-        if self.task != "multilabel" and isinstance(self.target, list):
+        if self.task in ("binary", "regression") and isinstance(self.target, list):
             raise ValueError(f"data.target: a {self.task} task needs one column, not a list")
+        if isinstance(self.target, list) and len(set(self.target)) != len(self.target):
+            raise ValueError("data.target: a column is listed twice")
+        if isinstance(self.target, list) and len(self.target) < 2:
+            raise ValueError("data.target: a list of columns needs at least two; name the column alone")
         return self
 
     @property
     def target_columns(self) -> list[str]:
         return list(self.target) if isinstance(self.target, list) else [self.target]
 
+    @property
+    def tag_string(self) -> bool:
+        """A multilabel target held as one column of space-separated labels (Planet's tags)."""
+        return self.task == "multilabel" and isinstance(self.target, str)
+
+    @property
+    def one_hot(self) -> bool:
+        """A multiclass target held as one 0/1 column per class (Plant Pathology's)."""
+        return self.task == "multiclass" and isinstance(self.target, list)
+
 
 class FoldsConfig(_Section):
-    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel_stratified"] = "stratified"
-    n_splits: int = Field(5, ge=2)
-    group_column: Optional[str] = None
+    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel_stratified"] = Field(
+        "stratified", description=(
+            "`kfold` (shuffled), `stratified`, `group`, `stratified_group`, "
+            "`multilabel_stratified` (iterative stratification)"))
+    n_splits: int = Field(5, ge=2, description="number of folds")
+    group_column: str | None = Field(None, description=(
+        "column whose values never straddle two folds (`group`, `stratified_group`)"))
 
     @model_validator(mode="after")
     def _group_needs_column(self):
@@ -64,77 +127,88 @@ class FoldsConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "resnet18"
-    # A local weights file (safetensors or .pth/.bin) loaded through timm's
-    # pretrained_cfg_overlay; null trains from scratch. Nothing is ever downloaded.
-    pretrained_file: Optional[str] = None
-    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    name: str = Field("resnet18", description="any timm model name")
+    # Loaded through timm's pretrained_cfg_overlay, so nothing is ever downloaded.
+    pretrained_file: str | None = Field(None, description=(
+        "local weights (safetensors, .pth, .bin) for the model; null trains from scratch"))
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(64, ge=1)  # per process
-    lr: float = Field(2e-3, gt=0)  # peak learning rate
-    image_size: int = Field(32, ge=8)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    weight_decay: float = Field(0.05, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
-    grad_accum: int = Field(1, ge=1)  # batches per optimizer update
-    clip_grad_norm: Optional[float] = Field(None, gt=0)
-    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, off on CPU
-    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with a GPU
-    compile: bool = False  # torch.compile the model
-    # cuDNN times its convolution algorithms once per input shape and keeps the fastest: a few
-    # fixed sizes (progressive resizing's) cost a few tunings. Off: the same kernels every run.
-    cudnn_benchmark: bool = True
-    ema: bool = False  # keep an exponential moving average of the weights, validate with it
-    ema_decay: float = Field(0.998, gt=0, lt=1)
-    ema_warmup: bool = True  # ramp the EMA decay up at the start so early averages don't lag
-    num_workers: int = Field(2, ge=0)  # data-loading processes per training process
+    epochs: int = Field(15, ge=1, description="epochs per fold")
+    batch_size: int = Field(64, ge=1, description=(
+        "per process; the last incomplete batch of an epoch is dropped"))
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    image_size: int = Field(32, ge=8, description="training and inference size (square)")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description=(
+        "`adamw` (torch's fused kernel where the device has one) or `sgd` (Nesterov momentum)"))
+    weight_decay: float = Field(0.05, ge=0, description="the optimizer's weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer update")
+    clip_grad_norm: float | None = Field(None, gt=0, description=(
+        "clip the gradient norm to this value; null: no clipping"))
+    precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description=(
+        "`auto` (bf16 on GPUs that have it, else fp16; off on CPU), `no`, `bf16`, `fp16`"))
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="`auto` (on with a GPU), `on`, `off`")
+    compile: bool = Field(False, description=(
+        "`torch.compile` the model (once; at most one graph per image size and train/eval mode)"))
+    # A few fixed sizes (progressive resizing's) cost a few tunings.
+    cudnn_benchmark: bool = Field(True, description=(
+        "GPU: let cuDNN time its algorithms once per image size and keep the fastest; "
+        "`false` for the same kernels every run"))
+    ema: bool = Field(False, description=(
+        "validate and save an exponential moving average of the weights (BatchNorm buffers included)"))
+    ema_decay: float = Field(0.998, gt=0, lt=1, description="the EMA's decay per optimizer update")
+    ema_warmup: bool = Field(True, description="ramp the EMA decay up at the start so early averages don't lag")
+    num_workers: int = Field(2, ge=0, description="data-loading processes per training process")
 
 
 class SchedulerConfig(_Section):
-    # cosine_restarts: SGDR (Loshchilov & Hutter 2017), cycles of t0, t0*t_mult, ... epochs.
-    # cosine: one decay over the whole run. constant: train.lr throughout (after warmup).
-    name: Literal["cosine_restarts", "cosine", "constant"] = "cosine_restarts"
-    # First cycle length in epochs; null: epochs / (1 + t_mult), i.e. two cycles that end
-    # exactly when training ends (a run should finish at the bottom of a cycle).
-    t0_epochs: Optional[float] = Field(None, gt=0)
-    t_mult: int = Field(2, ge=1)  # each cycle this many times longer than the last
-    lr_min: float = Field(1e-5, ge=0)
-    cycle_decay: float = Field(1.0, gt=0, le=1)  # peak lr multiplied by this at every restart
-    warmup_epochs: float = Field(1.0, ge=0)  # linear warmup from lr_min at the very start
+    # cosine_restarts is SGDR (Loshchilov & Hutter 2017): cycles of t0, t0*t_mult, ... epochs.
+    name: Literal["cosine_restarts", "cosine", "constant"] = Field("cosine_restarts", description=(
+        "`cosine_restarts` (cycles of `t0_epochs`, `t0_epochs x t_mult`, ...), "
+        "`cosine` (one decay to `lr_min`) or `constant` (`train.lr` after the warmup)"))
+    # The null default makes a run finish at the bottom of a cycle, where the weights are best.
+    t0_epochs: float | None = Field(None, gt=0, description=(
+        "first cycle's length in epochs; null: epochs / (1 + t_mult), two cycles ending with training"))
+    t_mult: int = Field(2, ge=1, description="each cycle this many times longer than the one before")
+    lr_min: float = Field(1e-5, ge=0, description="floor of the cosine")
+    cycle_decay: float = Field(1.0, gt=0, le=1, description="the peak lr is multiplied by this at every restart")
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warmup from `lr_min` to `train.lr`")
 
 
 class MixConfig(_Section):
-    # Mixup (Zhang et al. 2018, alpha 0.2 as in "Bag of Tricks", He et al. 2019) and CutMix
-    # (Yun et al. 2019, alpha 1.0). An alpha of 0 turns that one off.
-    mixup_alpha: float = Field(0.2, ge=0)
-    cutmix_alpha: float = Field(1.0, ge=0)
-    prob: float = Field(0.5, ge=0, le=1)  # chance that a batch (or sample, mode elem) is mixed
-    switch_prob: float = Field(0.5, ge=0, le=1)  # CutMix rather than Mixup when both are on
-    mode: Literal["batch", "elem"] = "batch"  # one lambda per batch, or one per sample
-    off_epochs: int = Field(2, ge=0)  # no mixing in the last N epochs: end on clean images
+    # Defaults: Mixup alpha 0.2 as in "Bag of Tricks" (He et al. 2019), CutMix alpha 1.0 as in
+    # Yun et al. 2019; prob below 1 because strong mixing costs accuracy on short budgets.
+    mixup_alpha: float = Field(0.2, ge=0, description="Beta(α, α) of Mixup (Zhang et al. 2018); 0 turns it off")
+    cutmix_alpha: float = Field(1.0, ge=0, description="Beta(α, α) of CutMix (Yun et al. 2019); 0 turns it off")
+    prob: float = Field(0.5, ge=0, le=1, description="chance that a batch (mode elem: a sample) is mixed")
+    switch_prob: float = Field(0.5, ge=0, le=1, description="CutMix rather than Mixup when both are on")
+    mode: Literal["batch", "elem"] = Field("batch", description=(
+        "`batch` (one λ per batch) or `elem` (one per sample)"))
+    off_epochs: int = Field(2, ge=0, description="no mixing in the last N epochs: training ends on clean images")
 
 
 class LossConfig(_Section):
-    # Label smoothing (Szegedy et al. 2016, 0.1): q = (1-eps) y + eps/K for softmax,
-    # (1-eps) y + eps/2 for sigmoid outputs. Applied once, after mixing.
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    # Applied once, after mixing: a loss that smoothed again would smooth twice.
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description=(
+        "ε (Szegedy et al. 2016): targets (1-ε) y + ε/K for softmax, (1-ε) y + ε/2 for sigmoid "
+        "outputs; 0 turns it off"))
 
 
 class ResizeConfig(_Section):
-    enabled: bool = True
-    # Explicit schedule: [[epoch, size], ...], each size in force from its epoch on. Overrides
-    # the ramp below.
-    sizes: Optional[list[tuple[int, int]]] = None
-    start_scale: float = Field(0.5, gt=0, le=1)  # first size = start_scale * train.image_size
+    enabled: bool = Field(True, description="progressive resizing on/off")
+    sizes: list[tuple[int, int]] | None = Field(None, description=(
+        "explicit `[[epoch, size], ...]`, starting at epoch 0, each size in force from its epoch on; "
+        "overrides the ramp below"))
+    start_scale: float = Field(0.5, gt=0, le=1, description="first size as a fraction of `train.image_size`")
     # The first half at start_scale (as in fast.ai's DAWNBench runs: half the epochs at half the
     # resolution), then up to full size by end_fraction. At 0.5 / 0.8 the training pixels are
     # about 0.47 of a full-size run.
-    start_fraction: float = Field(0.5, ge=0, lt=1)  # the ramp begins this far into training
-    end_fraction: float = Field(0.8, gt=0, le=1)  # full size from here on (at least the last 20%)
-    step: int = Field(32, ge=1)  # sizes are multiples of this
+    start_fraction: float = Field(0.5, ge=0, lt=1, description=(
+        "the ramp up from the first size begins this far into training"))
+    end_fraction: float = Field(0.8, gt=0, le=1, description="full size from this fraction of training on")
+    step: int = Field(32, ge=1, description="sizes are multiples of this")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -146,18 +220,27 @@ class ResizeConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    every_epochs: int = Field(1, ge=1)  # also always after the last epoch
-    keep: bool = False  # keep the last checkpoint once the fold is done (it holds optimizer state)
+    every_epochs: int = Field(1, ge=1, description="checkpoint interval (and always after the last epoch)")
+    # Off by default: a checkpoint holds the optimizer state too, several times the weights' size.
+    keep: bool = Field(False, description="keep the last checkpoint once the fold is done")
+
+
+_AUGMENT = (
+    "albumentations transforms as `{name: Class, arg: value}`; a transform that takes `size` (or "
+    "`height`/`width`) gets `train.image_size` unless it sets one. The tensor conversion is appended; "
+    "normalization runs on the device, so leave `Normalize` out (refused). Each pipeline must end at "
+    "image_size x image_size, uint8 (checked)")
 
 
 class AugmentConfig(_Section):
-    # albumentations transforms by class name with their keyword arguments. A transform that
-    # takes `size` (or `height`/`width`) gets the current image size unless it sets one itself.
-    # The conversion to a tensor is appended by podium; normalization (mean, std) happens on the device.
-    train: list[dict[str, Any]] = [{"name": "Resize"}]
-    valid: list[dict[str, Any]] = [{"name": "Resize"}]
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    train: list[dict[str, Any]] = Field([{"name": "Resize"}], description=f"training pipeline: {_AUGMENT}")
+    valid: list[dict[str, Any]] = Field([{"name": "Resize"}], description=(
+        "validation and test pipeline, as `augment.train`"))
+    # Normalization runs on the device: the workers ship uint8, a quarter of float32's bytes.
+    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description=(
+        "per-channel normalization mean (ImageNet's), applied on the device"))
+    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description=(
+        "per-channel normalization standard deviation (ImageNet's), applied on the device"))
 
     @field_validator("train", "valid")
     @classmethod
@@ -169,25 +252,41 @@ class AugmentConfig(_Section):
 
 
 class PredictConfig(_Section):
-    tta_hflip: bool = False  # average with the horizontally flipped image
-    batch_size: Optional[int] = Field(None, ge=1)  # default: 2 x train.batch_size
+    tta_hflip: bool = Field(False, description=(
+        "average with the horizontally flipped image in the OOF and test predictions (the per-epoch "
+        "validation that picks the best epoch runs without it)"))
+    batch_size: int | None = Field(None, ge=1, description=(
+        "inference batch size per process; null: 2 x `train.batch_size`"))
 
 
 class SubmissionConfig(_Section):
-    # auto: class-named columns get probabilities; a single target column gets labels, or a
-    # probability for a binary task scored by roc_auc/log_loss.
-    kind: Literal["auto", "label", "probability"] = "auto"
-    threshold: float = Field(0.5, gt=0, lt=1)  # binary/multilabel labels
+    kind: Literal["auto", "label", "probability"] = Field("auto", description=(
+        "`auto`: class-named columns get probabilities; a single column gets labels, or a probability "
+        "for a binary/multilabel task scored by roc_auc or log_loss. `label` or `probability` force one"))
+    threshold: float = Field(0.5, gt=0, lt=1, description=(
+        "binary/multilabel labels: positive from this probability on"))
 
 
-MetricName = Literal["accuracy", "log_loss", "roc_auc", "f1_macro", "qwk"]
+class PostprocessConfig(_Section):
+    enabled: bool = Field(True, description=(
+        "fit on the out-of-fold predictions what the metric rewards, and apply it to the submission: a "
+        "temperature (log_loss), a threshold per label (binary/multilabel labels scored by accuracy or an "
+        "F-score), cut-points (qwk on a regression). The CV score is nested: fitted on the other folds, "
+        "scored on each fold; the score without it is reported too"))
+
+
+# The names come from metrics.METRICS alone: a metric added there is accepted here.
+MetricName = Literal[tuple(METRICS)]
 
 
 class Config(_Section):
-    experiment: str = "default"  # set from the config file's stem
-    seed: int = 42
-    runs_dir: str = "runs"  # outputs go to <runs_dir>/<experiment>/
-    submissions_dir: str = "submissions"  # make submit writes <submissions_dir>/<experiment>.csv
+    experiment: str = Field("default", description=(
+        "the run folder's name; the config file's stem unless the file sets it "
+        "(`configs/x.yaml` runs in `runs/x/`)"))
+    seed: int = Field(42, description="drives folds, model init, data order and augmentation")
+    runs_dir: str = Field("runs", description="outputs go to `<runs_dir>/<experiment>/`")
+    submissions_dir: str = Field("submissions", description=(
+        "`make submit` writes `<submissions_dir>/<experiment>.csv`"))
     data: DataConfig = DataConfig()
     folds: FoldsConfig = FoldsConfig()
     model: ModelConfig = ModelConfig()
@@ -200,19 +299,28 @@ class Config(_Section):
     predict: PredictConfig = PredictConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     submission: SubmissionConfig = SubmissionConfig()
-    metric: MetricName = "accuracy"  # the competition metric; decides the best epoch
-    log_with: Optional[Literal["tensorboard", "wandb"]] = None  # experiment tracking; needs that package
+    postprocess: PostprocessConfig = PostprocessConfig()
+    metric: MetricName = Field("accuracy", description=(
+        "the competition metric; decides the best epoch and the CV score: "
+        + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))
+    log_with: Literal["tensorboard", "wandb"] | None = Field(None, description=(
+        "`tensorboard` or `wandb`: log every epoch through accelerate's trackers (under "
+        "`<run>/logs/`); needs that package installed"))
 
     @model_validator(mode="after")
     def _task_fits(self):
+        # Every problem at once, so a user fixes them in one go.
+        problems = []
         if self.folds.strategy == "multilabel_stratified" and self.data.task != "multilabel":
-            raise ValueError("folds.strategy: multilabel_stratified needs data.task: multilabel")
+            problems.append("folds.strategy: multilabel_stratified needs data.task: multilabel")
         if self.data.task == "multilabel" and self.folds.strategy in ("stratified", "stratified_group"):
-            raise ValueError(
-                "folds.strategy: use multilabel_stratified (or kfold/group) for a multilabel task"
-            )
-        if self.metric == "qwk" and self.data.task == "multilabel":
-            raise ValueError("metric: qwk is not defined for a multilabel task")
+            problems.append("folds.strategy: use multilabel_stratified (or kfold/group) for a multilabel task")
+        if self.data.task not in METRICS[self.metric].tasks:
+            fits = [name for name, m in METRICS.items() if self.data.task in m.tasks]
+            problems.append(f"metric: {self.metric} is not defined for a {self.data.task} task "
+                            f"(one of: {', '.join(fits)})")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -284,9 +392,8 @@ def config_from_dict(tree: dict, source: str = "config") -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        first = _format_error(exc.errors()[0])
-        more = len(exc.errors()) - 1
-        raise PodiumError(f"{source}: {first}" + (f" (and {more} more)" if more else "")) from None
+        # Every error at once, on one line: a user fixes them all in one go.
+        raise PodiumError(f"{source}: " + "; ".join(_format_error(e) for e in exc.errors())) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .metrics import HIGHER_IS_BETTER
+from .metrics import METRICS, higher_is_better
 
 
 def leaderboard(runs_dir: Path) -> pd.DataFrame:
@@ -30,8 +30,10 @@ def leaderboard(runs_dir: Path) -> pd.DataFrame:
                                         "date"])
     if table.empty:
         return table
-    # Best first within each metric: higher-is-better metrics sorted down, log_loss up.
-    table["_key"] = [-s if HIGHER_IS_BETTER.get(m, True) else s for m, s in zip(table["metric"], table["oof_score"])]
+    # Best first within each metric: higher-is-better metrics sorted down, log_loss up. A metric
+    # no longer known (a cv.json from an older podium) sorts as higher-is-better.
+    table["_key"] = [s if m in METRICS and not higher_is_better(m) else -s
+                     for m, s in zip(table["metric"], table["oof_score"], strict=True)]
     return table.sort_values(["metric", "_key"]).drop(columns="_key").reset_index(drop=True)
 
 
@@ -40,7 +42,7 @@ def print_leaderboard(runs_dir: Path) -> pd.DataFrame:
     if table.empty:
         print(f"no experiments with a cv.json under {runs_dir}/ yet (make oof writes one)")
         return table
-    shown = table.assign(cv=[f"{m:.5f} ± {s:.5f}" for m, s in zip(table["cv_mean"], table["cv_std"])],
+    shown = table.assign(cv=[f"{m:.5f} ± {s:.5f}" for m, s in zip(table["cv_mean"], table["cv_std"], strict=True)],
                          oof=[f"{v:.5f}" for v in table["oof_score"]])
     print(shown[["experiment", "metric", "cv", "oof", "folds_done", "date"]].to_string(index=False))
     return table
