@@ -40,8 +40,8 @@ from shared_data import hymenoptera  # noqa: E402
 from podium import artifacts  # noqa: E402
 from podium.cache import build_cache, cache_key  # noqa: E402
 from podium.config import load_config  # noqa: E402
-from podium.data import ImageDataset, LoaderState, Normalize, encode_targets  # noqa: E402
-from podium.engine import build_optimizer, resolve_precision, train_one_epoch  # noqa: E402
+from podium.data import ImageDataset, LoaderState, Normalize  # noqa: E402
+from podium.engine import Step, build_optimizer, resolve_precision, train_one_epoch  # noqa: E402
 from podium.images import read_rgb  # noqa: E402
 from podium.losses import train_loss_fn  # noqa: E402
 from podium.models import create_model  # noqa: E402
@@ -51,7 +51,7 @@ from podium.stages import preflight  # noqa: E402
 
 def _dataset(cfg, comp, cache=None):
     state = LoaderState(cfg.train.image_size)
-    targets = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    targets = comp.encode(comp.train)
     return ImageDataset(comp.train["path"], targets, cfg.augment.train, state, cfg.seed,
                         "augment.train", True, cache)
 
@@ -100,12 +100,11 @@ def podium_steps(cfg, comp, batches, accelerator, model):
     loss_fn = train_loss_fn(comp.task)
     on_device = [(x.to(accelerator.device), y.to(accelerator.device), i) for x, y, i in batches]
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device)
-    rng = np.random.default_rng(0)
+    parts = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn)
     model.train()
 
     def step(b: int) -> None:
-        train_one_epoch(model, on_device[b:b + 1], normalize, optimizer, scheduler, accelerator, None, loss_fn, cfg,
-                        comp, 0, False, rng)
+        train_one_epoch(parts, on_device[b:b + 1], 0, None)
     return step
 
 
@@ -145,7 +144,7 @@ def step_rates(steps: dict, batches, rounds: int) -> dict[str, float]:
     """
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times = {name: [[] for _ in batches] for name in steps}
-    for name, step in steps.items():
+    for step in steps.values():
         step(0)  # warm-up
     for r in range(rounds):
         for b in range(len(batches)):
@@ -222,12 +221,11 @@ def gpu_figure(cfg, comp, cache_folder: Path, data_hash: str, model_name: str = 
     normalize = Normalize(gcfg.augment.mean, gcfg.augment.std, accelerator.device, channels_last=True)
     scheduler = lr_scheduler(optimizer, gcfg, max(1, len(loader)))
     loss_fn = train_loss_fn(comp.task)
-    rng = np.random.default_rng(0)
-    args = (optimizer, scheduler, accelerator, None, loss_fn, gcfg, comp, 0, False, rng)
-    train_one_epoch(model, loader, normalize, *args)  # warm-up: workers, cuDNN's choices
+    parts = Step(gcfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn)
+    train_one_epoch(parts, loader, 0, None)  # warm-up: workers, cuDNN's choices
     sync()
     start = time.perf_counter()
-    train_one_epoch(model, loader, normalize, *args)
+    train_one_epoch(parts, loader, 0, None)
     sync()
     real = len(loader) * batch / (time.perf_counter() - start)
     return {"gpu": torch.cuda.get_device_name() if cuda else "none (smoke run)",
@@ -244,7 +242,7 @@ def loader_stages(ds, batch_size: int, count: int = 96) -> dict[str, float]:
     images = [ds.cache.get(ds.paths[i]) if ds.cache is not None else read_rgb(ds.paths[i]) for i in rows]
     read = time.perf_counter()
     tf = ds.pipeline(ds.size.size)
-    samples = [(tf(image=image)["image"], ds.targets[i], i) for image, i in zip(images, rows)]
+    samples = [(tf(image=image)["image"], ds.targets[i], i) for image, i in zip(images, rows, strict=True)]
     augment = time.perf_counter()
     for k in range(0, len(samples), batch_size):
         torch.utils.data.default_collate(samples[k:k + batch_size])

@@ -4,12 +4,13 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from PIL import Image
 
 from podium import artifacts
 from podium.config import load_config
-from podium.stages import train_inputs
+from podium.runs import stale_reason
 
 from conftest import REPO, pattern_image, podium
 
@@ -37,6 +38,7 @@ def _save_odd(arr: np.ndarray, path, mode: int):
         sideways.save(path, format="JPEG", quality=95, exif=exif)
 
 
+@pytest.mark.slow
 def test_new_competition_by_config_alone(tmp_path):
     """Other column names, ids that carry their extension, odd image modes, and a sample
     submission with one probability column per class: a config is all it takes, and the
@@ -50,7 +52,7 @@ def test_new_competition_by_config_alone(tmp_path):
         kinds = np.arange(n) % 3
         rng.shuffle(kinds)
         names = [f"{split[7:]}_{i:03d}.jpg" for i in range(n)]
-        for i, (name, k) in enumerate(zip(names, kinds)):
+        for i, (name, k) in enumerate(zip(names, kinds, strict=True)):
             _save_odd(pattern_image(int(k), rng, size=28), comp / split / name, i % 5)
         truth[split] = pd.DataFrame({"image_id": names, "disease": [classes[k] for k in kinds]})
     truth["images_train"].to_csv(comp / "train_labels.csv", index=False)
@@ -91,6 +93,7 @@ def test_new_competition_by_config_alone(tmp_path):
     assert sorted(oof["image_id"]) == sorted(truth["images_train"]["image_id"])  # every row once
 
 
+@pytest.mark.slow
 def test_demo_pipeline_with_make(tmp_path):
     """`make demo` on the embedded demo competition, shrunk to a tiny model and two folds."""
     overrides = (f"runs_dir={tmp_path}/runs submissions_dir={tmp_path}/subs experiment=demo_test "
@@ -121,6 +124,7 @@ def test_demo_pipeline_with_make(tmp_path):
     assert "git_commit" in prov and prov["packages"]["torch"]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_write_each_id_once(tmp_path, competition):
     """`make train NPROC=2` without a GPU: a real 2-process gloo group (asserted by the worker and
     recorded in config.yaml), and an OOF file with every id of the fold exactly once, although
@@ -155,6 +159,7 @@ def test_two_cpu_processes_write_each_id_once(tmp_path, competition):
     assert np.isclose(history["lr"].iloc[0], lr_curve(load_config(config), 4)[3])
 
 
+@pytest.mark.slow
 def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path, competition):
     """Also: SGD with gradient accumulation and clipping, and the lr schedule counted in updates."""
     config = tmp_path / "skip.yaml"
@@ -179,17 +184,22 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     cfg = load_config(config)
     from podium.stages import preflight
     _, data_hash = preflight(cfg)
-    assert artifacts.is_up_to_date(fold_dir, "train", train_inputs(cfg, 0, data_hash))
-    # a changed setting, a changed image, a changed output: each makes the fold stale
-    assert not artifacts.is_up_to_date(fold_dir, "train", train_inputs(load_config(config, ["train.lr=0.5"]), 0, data_hash))
+    assert stale_reason(cfg, 0, data_hash) is None
+    # a changed setting, a changed image, a changed output: each makes the fold stale, and says so
+    changed = load_config(config, ["train.lr=0.5"])
+    assert "train.lr=0.002; this config says train.lr=0.5" in stale_reason(changed, 0, data_hash)
+    # where outputs go and how a run is logged do not make a fold stale
+    assert stale_reason(load_config(config, ["submission.threshold=0.3", "log_with=null"]), 0, data_hash) is None
     img = competition / "train" / "train0003.png"
     shutil.copy(competition / "train" / "train0004.png", img)
     _, new_hash = preflight(cfg)
     assert new_hash != data_hash
+    assert "other competition data" in stale_reason(cfg, 0, new_hash)
     (fold_dir / "oof.csv").write_text((fold_dir / "oof.csv").read_text() + "\n")
-    assert not artifacts.is_up_to_date(fold_dir, "train", train_inputs(cfg, 0, data_hash))
+    assert "oof.csv changed after fold 0 finished" in stale_reason(cfg, 0, data_hash)
 
 
+@pytest.mark.slow
 def test_progressive_sizes_reach_persistent_workers_and_match_schedule(tmp_path, competition):
     """The size every training batch had, observed in the loop and logged in history.csv, with two
     persistent loader workers, equals the size schedule.csv announced for that epoch."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from timm.utils import ModelEmaV3
 
@@ -55,14 +56,13 @@ def test_loader_ships_uint8_and_normalizing_on_the_device_equals_albumentations(
         memory_format=torch.channels_last)
 
 
-def test_parallel_folds_get_their_own_port_and_gpu(monkeypatch):
+def test_parallel_folds_get_their_own_port_and_gpu():
     argv0, _, expected0 = launch_command(["w"], None, 0, gpus=0)
     argv1, _, _ = launch_command(["w"], None, 1, gpus=0)
     port = lambda argv: argv[argv.index("--main_process_port") + 1]  # noqa: E731
     assert port(argv0) != port(argv1) and expected0 == 1
-    monkeypatch.setenv("PODIUM_PIN_GPU", "1")
     for fold in range(4):
-        argv, env, expected = launch_command(["w"], None, fold, gpus=2)
+        argv, env, expected = launch_command(["w"], None, fold, gpus=2, pin_gpu=True)
         assert env["CUDA_VISIBLE_DEVICES"] == str(fold % 2) and expected == 1
     argv, env, expected = launch_command(["w"], 2, 0, gpus=0)  # CPU processes form a real group
     assert "--multi_gpu" in argv and env["ACCELERATE_USE_CPU"] == "true" and expected == 2
@@ -86,6 +86,7 @@ def test_albumentations_network_check_is_off():
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monkeypatch):
     """Pitfall 10: with progressive resizing, torch.compile must not recompile every batch nor
     give up and fall back to eager. Every forward of the whole fold (training at each size,
@@ -96,8 +97,9 @@ def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monke
     import torch._dynamo
 
     from podium.engine import train_fold
+    from podium.runs import train_inputs
     from podium.schedule import size_at
-    from podium.stages import preflight, run_folds, train_inputs
+    from podium.stages import preflight, run_folds
 
     from conftest import tiny_config, write_competition
 

@@ -6,31 +6,41 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from podium import artifacts
+from podium import artifacts, runs
 from podium.errors import PodiumError
-from podium.stages import run_folds, run_oof, run_submit
+from podium.stages import data_fingerprint, load_checked, run_folds, run_oof, run_submit
 
 from conftest import tiny_config, write_competition
 
 
-def _fake_fold_outputs(cfg, rng, cols):
-    """Random probability files for every fold, as training would write them."""
+def _fake_fold_outputs(cfg, rng, cols, extra_oof_row: int | None = None):
+    """Random probability files for every fold, recorded as trained the way training records
+    them (weights and history stand in as small files). `extra_oof_row`: that fold's oof.csv
+    holds one row twice."""
     run = cfg.run_dir
     folds = pd.read_csv(run / "folds.csv", dtype={"id": str})
     test = pd.read_csv(cfg.data_dir / "test.csv", dtype={"id": str})
+    comp, csv_hash = load_checked(cfg)
+    data_hash = data_fingerprint(cfg, comp, csv_hash)
     for k in range(cfg.folds.n_splits):
-        (run / f"fold{k}").mkdir(parents=True, exist_ok=True)
+        out = run / f"fold{k}"
+        out.mkdir(parents=True, exist_ok=True)
         for name, ids in (("oof.csv", folds.loc[folds["fold"] == k, "id"]), ("test.csv", test["id"])):
             p = rng.random((len(ids), len(cols)))
             if len(cols) > 1:
                 p /= p.sum(axis=1, keepdims=True)
-            pd.DataFrame({"id": ids.to_numpy(), **{c: p[:, j] for j, c in enumerate(cols)}}).to_csv(
-                run / f"fold{k}" / name, index=False)
+            df = pd.DataFrame({"id": ids.to_numpy(), **{c: p[:, j] for j, c in enumerate(cols)}})
+            if name == "oof.csv" and k == extra_oof_row:
+                df = pd.concat([df, df.iloc[[0]]])
+            df.to_csv(out / name, index=False)
+        (out / "model.safetensors").write_bytes(b"weights")
+        (out / "history.csv").write_text("epoch\n0\n")
+        runs.mark_trained(cfg, k, runs.train_inputs(cfg, k, data_hash), info={})
 
 
 def test_oof_covers_every_row_once_and_scores_like_sklearn(tmp_path, capsys):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=12)
-    cfg = tiny_config(root, tmp_path / "runs", metric="log_loss")
+    cfg = tiny_config(root, tmp_path / "runs", metric="log_loss", postprocess={"enabled": False})
     run_folds(cfg)
     _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     cv = run_oof(cfg)
@@ -51,14 +61,18 @@ def test_oof_refuses_a_fold_with_missing_or_extra_rows(tmp_path):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=12)
     cfg = tiny_config(root, tmp_path / "runs")
     run_folds(cfg)
+    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"], extra_oof_row=1)
+    with pytest.raises(PodiumError, match="fold1/oof.csv: its ids are not exactly"):
+        run_oof(cfg)
     _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     path = cfg.run_dir / "fold1" / "oof.csv"
     df = pd.read_csv(path)
-    pd.concat([df, df.iloc[[0]]]).to_csv(path, index=False)
-    with pytest.raises(PodiumError, match="fold1/oof.csv"):
+    pd.concat([df, df.iloc[[0]]]).to_csv(path, index=False)  # changed after training wrote it
+    with pytest.raises(PodiumError, match="fold1/oof.csv changed after fold 1 finished training"):
         run_oof(cfg)
+    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     (cfg.run_dir / "fold2" / "oof.csv").unlink()
-    with pytest.raises(PodiumError, match="fold.*2"):
+    with pytest.raises(PodiumError, match="fold2/oof.csv is missing"):
         run_oof(cfg)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import artifacts
+from . import artifacts, runs
 from .config import Config, config_from_dict
 from .errors import PodiumError
 
@@ -35,7 +35,7 @@ def variants(cfg: Config) -> dict[str, Config]:
     base = cfg.model_dump(mode="json")
     base["runs_dir"] = str(cfg.run_dir / "ablation")
     changes = {"none": {}, "all": {}}
-    for trick, off in OFF.items():
+    for off in OFF.values():
         changes["none"] = _merge(changes["none"], off)
     for trick, off in OFF.items():
         changes[f"no_{trick}"] = off
@@ -44,8 +44,7 @@ def variants(cfg: Config) -> dict[str, Config]:
 
 
 def run_ablation(cfg: Config, folds: list[int] | None = None, nproc: int | None = None) -> pd.DataFrame:
-    from .data import encode_targets
-    from .metrics import HIGHER_IS_BETTER, score
+    from .metrics import higher_is_better, score
     from .plots import plot_ablation
     from .stages import load_checked, run_train
 
@@ -55,7 +54,7 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, nproc: int | None 
         raise PodiumError(f"FOLDS: fold(s) {bad} do not exist (folds.n_splits={cfg.folds.n_splits})")
     comp, _ = load_checked(cfg)
     id_col = cfg.data.id_column
-    truth = pd.Series(list(encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)),
+    truth = pd.Series(list(comp.encode(comp.train)),
                       index=comp.train[id_col].to_numpy())
     rows = []
     for name, vcfg in variants(cfg).items():
@@ -65,23 +64,21 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, nproc: int | None 
             code = run_train(vcfg, k, nproc=nproc)
             if code != 0:
                 raise PodiumError(f"ablation variant '{name}' fold {k}: training exited with code {code}")
-            fold_dir = vcfg.run_dir / f"fold{k}"
-            oof = pd.read_csv(fold_dir / "oof.csv", dtype={id_col: str})
-            y = np.stack(truth.loc[oof[id_col]].to_numpy())
-            probs = oof[comp.prob_columns].to_numpy(dtype=np.float64)
-            scores.append(score(cfg.metric, y, probs[:, 0] if comp.task == "binary" else probs, comp.task))
-            seconds += float(pd.read_csv(fold_dir / "history.csv")["seconds"].sum())
+            oof = runs.read_fold(vcfg, k, runs.OOF_CSV, comp.prob_columns)
+            y = np.stack(truth.loc[oof.ids].to_numpy())
+            scores.append(score(cfg.metric, y, oof.probs, comp.task))
+            seconds += float(pd.read_csv(runs.fold_dir(vcfg, k) / runs.HISTORY_CSV)["seconds"].sum())
         rows.append({"variant": name, "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
                      "folds": ",".join(map(str, folds)), "wall_seconds": round(seconds, 1)})
     table = pd.DataFrame(rows)
     all_score = float(table.loc[table["variant"] == "all", "cv_mean"].iloc[0])
-    sign = 1 if HIGHER_IS_BETTER[cfg.metric] else -1
+    sign = 1 if higher_is_better(cfg.metric) else -1
     # What each trick is worth: the score with all five minus the score without it (positive = helps).
     table["gain_of_trick"] = [sign * (all_score - m) if v.startswith("no_") else np.nan
-                              for v, m in zip(table["variant"], table["cv_mean"])]
+                              for v, m in zip(table["variant"], table["cv_mean"], strict=True)]
     out = cfg.run_dir / "ablation.csv"
     artifacts.write_csv(out, table)
-    png = plot_ablation(table, cfg.metric, HIGHER_IS_BETTER[cfg.metric], cfg.run_dir / "ablation.png")
+    png = plot_ablation(table, cfg.metric, higher_is_better(cfg.metric), cfg.run_dir / "ablation.png")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
     print(f"wrote {out} and {png}", flush=True)
     return table

@@ -15,9 +15,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from . import __version__, artifacts
+from . import __version__, artifacts, runs
 from .config import Config
-from .errors import PodiumError
 
 PREDICT_PY = '''#!/usr/bin/env python3
 """Write a submission with this bundle's fold models: python predict.py --data-dir DIR --out FILE"""
@@ -63,13 +62,11 @@ def build_wheel(out_dir: Path) -> Path:
 
 
 def run_bundle(cfg: Config) -> Path:
-    from .stages import load_checked
+    from .stages import load_current
 
-    comp, _ = load_checked(cfg)
-    weights = [cfg.run_dir / f"fold{k}" / "model.safetensors" for k in range(cfg.folds.n_splits)]
-    missing = [k for k, w in enumerate(weights) if not w.is_file()]
-    if missing:
-        raise PodiumError(f"fold(s) {', '.join(map(str, missing))} have no model.safetensors: run make cv first")
+    # Every fold trained and current for this config: a bundle never ships a stale fold's weights.
+    comp = load_current(cfg, list(range(cfg.folds.n_splits)))
+    weights = [runs.fold_dir(cfg, k) / runs.WEIGHTS for k in range(cfg.folds.n_splits)]
     out = cfg.run_dir / "bundle"
     tmp = cfg.run_dir / ".bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -77,8 +74,15 @@ def run_bundle(cfg: Config) -> Path:
     tree = cfg.model_dump(mode="json")
     tree["model"]["pretrained_file"] = None
     artifacts.write_yaml(tmp / "config.yaml", tree)
-    artifacts.write_json(tmp / "meta.json", {"classes": comp.classes, "task": comp.task,
-                                             "prob_columns": comp.prob_columns, "folds": len(weights)})
+    post = runs.read_postprocess(cfg)
+    artifacts.write_json(tmp / "meta.json", {
+        "classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
+        "target_columns": list(comp.target_columns), "target_kind": comp.target_kind, "folds": len(weights),
+        # a regression fold's (mean, std) that its head learned in; null otherwise
+        "target_scales": [runs.fold_record(cfg, k).get("info", {}).get("target_scale") for k in range(len(weights))],
+        # what make oof fitted on the OOF (thresholds, cut-points, temperature), applied as make submit does
+        "postprocess": post.to_json() if post is not None else None,
+    })
     for k, w in enumerate(weights):
         artifacts.write_bytes(tmp / f"fold{k}.safetensors", w.read_bytes())
     build_wheel(tmp)

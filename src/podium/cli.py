@@ -26,8 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--fresh", action="store_true", help="train even if the fold is up to date")
     t.add_argument("--accelerate-config", default=None, help="an accelerate config file (e.g. several nodes)")
     t.add_argument("--port", type=int, default=None, help="rendezvous port (default 29500 + fold)")
+    t.add_argument("--pin-gpu", action="store_true", help="one GPU for this fold: GPU fold mod #GPUs (make -j cv)")
     stage("oof", help="join the out-of-fold predictions, write oof.csv and cv.json")
-    stage("submit", help="write submissions/<exp>.csv")
+    sm = stage("submit", help="write submissions/<exp>.csv")
+    sm.add_argument("--folds", default="", help="some folds only, e.g. 0,2: writes submissions/<exp>.folds-0-2.csv")
     sc = stage("schedule", help="write runs/<exp>/schedule.csv and schedule.png from the config alone")
     sc.add_argument("--nproc", type=int, default=1, help="training processes the schedule assumes")
     ab = stage("ablate", help="train no tricks / all five / all minus each one on the same folds")
@@ -39,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--runs-dir", default="runs")
     stage("n-splits", help="print folds.n_splits (for the Makefile)")
     sub.add_parser("demo-data", help="write the demo competition to data/demo/")
-    w = sub.add_parser("train-worker", help=argparse.SUPPRESS)
-    w.add_argument("--fold", type=int, required=True)
+    w = sub.add_parser("train-worker", help="train the fold that a fold<k>/worker.json describes (podium train "
+                       "writes it; rerun it by hand to debug a fold)")
+    w.add_argument("job", help="runs/<exp>/fold<k>/worker.json")
     return p
 
 
@@ -69,7 +72,7 @@ def _run(args) -> int | None:
         print_leaderboard(Path(args.runs_dir))
         return 0
     if args.command == "train-worker":
-        stages.train_worker(args.fold)
+        stages.train_worker(args.job)
         return 0
 
     from .config import load_config
@@ -78,16 +81,22 @@ def _run(args) -> int | None:
     if args.command == "n-splits":
         print(cfg.folds.n_splits)
     elif args.command == "check":
+        from .submission import submission_kind
+
         comp, _ = stages.preflight(cfg)
-        print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {len(comp.classes)} classes")
+        what = {"multiclass": "classes", "binary": "classes", "multilabel": "labels"}.get(comp.task)
+        outputs = f"{len(comp.prob_columns)} {what}" if what else "one value per image"
+        print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {comp.task}: {outputs}; "
+              f"the submission holds {submission_kind(comp, cfg)}s in {cfg.data.sample_submission}'s shape")
     elif args.command == "folds":
         stages.run_folds(cfg)
     elif args.command == "train":
-        return stages.run_train(cfg, args.fold, args.nproc, args.fresh, args.accelerate_config, args.port)
+        return stages.run_train(cfg, args.fold, args.nproc, args.fresh, args.accelerate_config, args.port,
+                                args.pin_gpu)
     elif args.command == "oof":
         stages.run_oof(cfg)
     elif args.command == "submit":
-        stages.run_submit(cfg)
+        stages.run_submit(cfg, stages.parse_folds(args.folds, cfg))
     elif args.command == "report":
         from .report import run_report
 

@@ -30,17 +30,47 @@ class Competition:
     train: pd.DataFrame
     test: pd.DataFrame
     sample: pd.DataFrame
-    classes: list  # multiclass: the sorted class values; binary: [0, 1]; multilabel: the columns
+    # multiclass: the sorted class values (one-hot: the columns); binary: [0, 1]; multilabel: the
+    # labels (the columns, or the sorted tags seen in train_csv); regression: the sorted distinct
+    # target values when they are all integers (what cut-points cut into), else [].
+    classes: list
     task: str
     data_dir: Path
     # The probability columns of every oof.csv / test.csv: one per class, named str(class);
-    # binary: one, named after the target (P(class 1)); multilabel: the label columns.
+    # binary: one, named after the target (P(class 1)); multilabel: one per label;
+    # regression: one, named after the target (the predicted value).
     prob_columns: list[str]
+    target_columns: list[str] = ()  # the target's column(s) in train_csv
+    target_kind: str = "column"  # how the target is held: column | one_hot | indicators | tags
 
     @property
     def num_outputs(self) -> int:
-        """Model outputs: one logit per class, a single logit for binary (sigmoid)."""
-        return 1 if self.task == "binary" else len(self.classes)
+        """Model outputs: one logit per class or label, a single output for binary and regression."""
+        return len(self.prob_columns)
+
+    def encode(self, df: pd.DataFrame) -> np.ndarray:
+        """Targets as the loss and the metrics want them: class index (multiclass), 0/1 float
+        (binary), a 0/1 float matrix (multilabel), the float value (regression)."""
+        cols = list(self.target_columns)
+        if self.target_kind == "tags":
+            index = {t: j for j, t in enumerate(self.classes)}
+            out = np.zeros((len(df), len(self.classes)), dtype=np.float32)
+            for i, tags in enumerate(split_tags(df[cols[0]])):
+                out[i, [index[t] for t in tags if t in index]] = 1
+            return out
+        if self.task == "multilabel":
+            return df[cols].to_numpy(dtype=np.float32)
+        if self.target_kind == "one_hot":
+            return df[cols].to_numpy().argmax(axis=1).astype(np.int64)
+        if self.task == "multiclass":
+            lookup = {c: i for i, c in enumerate(self.classes)}
+            return df[cols[0]].map(lookup).to_numpy(dtype=np.int64)
+        return df[cols[0]].to_numpy(dtype=np.float32)
+
+
+def split_tags(values: pd.Series) -> list[list[str]]:
+    """Space-separated labels ('clear primary water'), each row's list."""
+    return [str(v).split() for v in values]
 
 
 def _list(values) -> str:
@@ -73,20 +103,32 @@ def read_csv(path: Path, id_column: str, required: list[str]) -> pd.DataFrame:
 
 def _check_targets(df: pd.DataFrame, path: Path, cfg: Config) -> None:
     data = cfg.data
+    ids = df[data.id_column]
     for col in data.target_columns:
         empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if empty.any():
-            raise PodiumError(
-                f"{path}: target column '{col}' is empty or NaN for id(s) {_list(df.loc[empty, data.id_column])}"
-            )
-        if data.task in ("binary", "multilabel"):
+            raise PodiumError(f"{path}: target column '{col}' is empty or NaN for id(s) {_list(ids[empty])}")
+        if data.task == "binary" or isinstance(data.target, list):
             bad = ~df[col].isin([0, 1])
             if bad.any():
-                raise PodiumError(
-                    f"{path}: target column '{col}' must hold 0 or 1 for a {data.task} task; "
-                    f"id(s) {_list(df.loc[bad, data.id_column])} do not"
-                )
-    if data.task == "multiclass" and df[data.target].nunique() < 2:
+                raise PodiumError(f"{path}: target column '{col}' must hold 0 or 1 for a {data.task} task; "
+                                  f"id(s) {_list(ids[bad])} do not")
+    if data.one_hot:
+        ones = df[data.target_columns].sum(axis=1)
+        bad = ones != 1
+        if bad.any():
+            raise PodiumError(f"{path}: one-hot columns {data.target_columns} must hold exactly one 1 per row; "
+                              f"id(s) {_list(ids[bad])} do not")
+    if data.task == "regression":
+        values = pd.to_numeric(df[data.target], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.fillna(0))
+        if bad.any():
+            raise PodiumError(f"{path}: target column '{data.target}' must be numeric for a regression task; "
+                              f"id(s) {_list(ids[bad])} are not ({_list(df.loc[bad, data.target])})")
+        if cfg.metric == "qwk" and (values % 1 != 0).any():
+            raise PodiumError(f"{path}: metric qwk scores integer targets (cut into classes); id(s) "
+                              f"{_list(ids[values % 1 != 0])} have non-integer values in '{data.target}'")
+    if data.task == "multiclass" and not data.one_hot and df[data.target].nunique() < 2:
         raise PodiumError(f"{path}: target column '{data.target}' has fewer than two classes")
 
 
@@ -115,12 +157,25 @@ def image_paths(df: pd.DataFrame, template: str, key: str, csv: Path, data_dir: 
 
 
 def _classes(train: pd.DataFrame, cfg: Config) -> list:
-    if cfg.data.task == "multilabel":
-        return list(cfg.data.target_columns)
-    if cfg.data.task == "binary":
+    data = cfg.data
+    if isinstance(data.target, list):  # one-hot classes or 0/1 label columns
+        return list(data.target_columns)
+    if data.tag_string:
+        return sorted({t for tags in split_tags(train[data.target]) for t in tags})
+    if data.task == "binary":
         return [0, 1]
-    values = sorted(train[cfg.data.target].unique().tolist())
-    return values
+    if data.task == "regression":
+        values = np.unique(train[data.target].to_numpy(dtype=np.float64))
+        return [int(v) for v in values] if (values % 1 == 0).all() else []
+    return sorted(train[data.target].unique().tolist())
+
+
+def _target_kind(cfg: Config) -> str:
+    if cfg.data.tag_string:
+        return "tags"
+    if cfg.data.one_hot:
+        return "one_hot"
+    return "indicators" if cfg.data.task == "multilabel" else "column"
 
 
 def load_competition(cfg: Config) -> Competition:
@@ -129,14 +184,17 @@ def load_competition(cfg: Config) -> Competition:
     root = cfg.data_dir
     if not root.is_dir():
         raise PodiumError(f"competition folder not found: {root} (config key 'data.dir')")
-    train_csv, test_csv, sample_csv = root / data.train_csv, root / data.test_csv, root / data.sample_submission
+    sample_csv = root / data.sample_submission
+    train_csv = root / data.train_csv
+    # No test.csv (Cassava, Dog Breed, Planet): the sample submission's ids are the test rows.
+    test_csv = root / data.test_csv if data.test_csv else sample_csv
     extra = [cfg.folds.group_column] if cfg.folds.group_column else []
     train = read_csv(train_csv, data.id_column, data.target_columns + extra)
     _check_targets(train, train_csv, cfg)
-    test = read_csv(test_csv, data.id_column, [])
     sample = read_csv(sample_csv, data.id_column, [])
     if len(sample.columns) < 2:
         raise PodiumError(f"{sample_csv}: expected the id column and at least one prediction column")
+    test = read_csv(test_csv, data.id_column, []) if data.test_csv else sample[[data.id_column]].copy()
     test_ids, sample_ids = set(test[data.id_column]), set(sample[data.id_column])
     if test_ids != sample_ids:
         only_test, only_sample = sorted(test_ids - sample_ids), sorted(sample_ids - test_ids)
@@ -145,16 +203,23 @@ def load_competition(cfg: Config) -> Competition:
             f"{len(only_test)} only in {data.test_csv} ({_list(only_test)}), "
             f"{len(only_sample)} only in {data.sample_submission} ({_list(only_sample)})"
         )
-    if data.task == "multiclass" and train[data.target].dtype.kind == "f":
+    if data.task == "regression":
+        train[data.target] = pd.to_numeric(train[data.target])
+    if data.task == "multiclass" and not data.one_hot and train[data.target].dtype.kind == "f":
         # 3.0 and 3 are one class; keep integer labels integers in the submission.
         if (train[data.target] % 1 == 0).all():
             train[data.target] = train[data.target].astype(np.int64)
     train = train.assign(path=image_paths(train, data.train_images, "data.train_images", train_csv, root))
     test = test.assign(path=image_paths(test, data.test_images, "data.test_images", test_csv, root))
     classes = _classes(train, cfg)
-    prob_columns = [data.target_columns[0]] if data.task == "binary" else [str(c) for c in classes]
+    one_column = data.task in ("binary", "regression")
+    prob_columns = [data.target_columns[0]] if one_column else [str(c) for c in classes]
+    clash = {data.id_column, "fold"} & set(prob_columns)
+    if clash:
+        raise PodiumError(f"{train_csv}: a class or label is named {sorted(clash)[0]!r}, which oof.csv needs for "
+                          "its own column; rename it")
     return Competition(train=train, test=test, sample=sample, classes=classes, task=data.task, data_dir=root,
-                       prob_columns=prob_columns)
+                       prob_columns=prob_columns, target_columns=data.target_columns, target_kind=_target_kind(cfg))
 
 
 # ---------------------------------------------------------------------------------------------

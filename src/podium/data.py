@@ -137,14 +137,3 @@ class ImageDataset(Dataset):
         x = tf(image=image)["image"]
         y = self.targets[i] if self.targets is not None else 0
         return x, y, i
-
-
-def encode_targets(df, classes: list, task: str, target_columns: list[str]) -> np.ndarray:
-    """Targets as the loss wants them: class index (multiclass), 0/1 float (binary), or a 0/1
-    float matrix (multilabel)."""
-    if task == "multiclass":
-        lookup = {c: i for i, c in enumerate(classes)}
-        return df[target_columns[0]].map(lookup).to_numpy(dtype=np.int64)
-    if task == "binary":
-        return df[target_columns[0]].to_numpy(dtype=np.float32)
-    return df[target_columns].to_numpy(dtype=np.float32)

@@ -1,19 +1,22 @@
 """Training one fold: a plain Accelerate loop, top to bottom.
 
-Run under `accelerate launch` (the `podium train` command builds that command line). Every
-process runs this function; only the main process writes files.
+Run under `accelerate launch` (the `podium train` command builds that command line and writes
+the worker's inputs to fold<k>/worker.json). Every process runs `train_fold`; only the main
+process writes files. `train_fold` reads as its phases: start Accelerate, build the loaders,
+build the model and optimizer, resume, the epoch loop (kept in view), finish.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from safetensors.torch import save as safetensors_bytes
@@ -21,82 +24,22 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import artifacts
+from . import artifacts, runs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .competition import Competition, load_competition
 from .config import Config
-from .data import ImageDataset, LoaderState, Normalize, encode_targets
-from .losses import smooth, soft_targets, train_loss_fn
+from .data import ImageDataset, LoaderState, Normalize
+from .losses import smooth, smoothing_used, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
 from .mix import mix, mixing_on
 from .models import create_model
 from .plots import plot_history
+from .predict import predict
 from .provenance import provenance
 from .schedule import lr_scheduler, size_at, updates_per_epoch
 
-
 # ---------------------------------------------------------------------------------------------
 # Small pieces the loop uses
-
-
-def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    logits = logits.float()
-    if task == "multiclass":
-        return logits.softmax(dim=1)
-    p = logits.sigmoid()
-    return p.squeeze(1) if task == "binary" else p
-
-
-def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Validation loss against the true labels, one value per row (so it can be gathered)."""
-    logits = logits.float()
-    if task == "multiclass":
-        return F.cross_entropy(logits, y, reduction="none")
-    target = y.float().view(logits.shape)
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
-
-
-def forward_probs(model, images: torch.Tensor, task: str, tta_hflip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, probabilities) of a normalized batch; with TTA the probabilities are averaged
-    with those of the mirrored batch (the logits stay the plain ones, for the loss)."""
-    logits = model(images)
-    p = probabilities(logits, task)
-    if tta_hflip:
-        p = (p + probabilities(model(images.flip(3)), task)) / 2
-    return logits, p
-
-
-@torch.no_grad()
-def predict(model, loader, normalize: Normalize, accelerator: Accelerator, task: str, tta_hflip: bool,
-            with_loss: bool):
-    """Probabilities for every row of `loader`'s dataset, in the dataset's row order.
-
-    Each batch carries its row indices; gather_for_metrics drops the rows a distributed
-    sampler repeats to even out the last batch, and the check below proves every row came back
-    exactly once before anything is written by id.
-    """
-    model.eval()
-    probs, rows, losses = [], [], []
-    for images, y, idx in loader:
-        with accelerator.autocast():
-            logits, p = forward_probs(model, normalize(images), task, tta_hflip)
-        loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
-        p, idx, loss = accelerator.gather_for_metrics((p.contiguous(), idx, loss))
-        probs.append(p.cpu())
-        rows.append(idx.cpu())
-        losses.append(loss.cpu())
-    probs_np = torch.cat(probs).numpy()
-    rows_np = torch.cat(rows).numpy()
-    n = len(loader.dataset)
-    if len(rows_np) != n or not np.array_equal(np.sort(rows_np), np.arange(n)):
-        raise RuntimeError(f"prediction gathered {len(rows_np)} rows for a dataset of {n}: not each row once")
-    order = np.argsort(rows_np)
-    return probs_np[order], float(torch.cat(losses).mean())
-
-
-def prediction_frame(ids, probs: np.ndarray, columns: list[str], id_column: str) -> pd.DataFrame:
-    probs = probs.reshape(len(ids), -1)
-    return pd.DataFrame({id_column: list(ids), **{c: probs[:, j] for j, c in enumerate(columns)}})
 
 
 def open_cache(cfg: Config, data_hash: str):
@@ -109,15 +52,10 @@ def open_cache(cfg: Config, data_hash: str):
     return found
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def _tracker_params(cfg: Config) -> dict:
     """Dotted keys with scalar values, as trackers want their hyperparameters."""
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
-    return out
+    flat = runs.flat_config(cfg.model_dump(mode="json"))
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in flat.items()}
 
 
 def _mix_name(cfg: Config) -> str:
@@ -149,16 +87,36 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimize
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
 
 
-def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, accelerator: Accelerator, ema,
-                    loss_fn, cfg: Config, comp: Competition, update: int, mixing: bool,
-                    mix_rng: np.random.Generator, progress: str | None = None):
+@dataclass
+class Step:
+    """Everything one training step uses, built once per fold (build_step)."""
+
+    cfg: Config
+    comp: Competition
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # timm CosineLRScheduler, stepped by update count (schedule.py)
+    normalize: Normalize
+    loss_fn: torch.nn.Module
+    ema: ModelEmaV3 | None = None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated, saved and predicted with: the EMA when it is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generator | None,
+                    progress: str | None = None) -> tuple[int, float, float | None, tuple[int, int]]:
     """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
 
     Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
-    `mixing`), label smoothing once, forward, backward; per optimizer update (after gradient
-    accumulation): the lr of this update, clipping, the step, EMA. Mixing draws come from
-    `mix_rng`, seeded by (seed, epoch, process).
+    `mix_rng` is given: mixing is on this epoch, drawing from it), label smoothing once, forward,
+    backward; per optimizer update (after gradient accumulation): the lr of this update,
+    clipping, the step, EMA.
     """
+    cfg, comp, accelerator, model, optimizer = step.cfg, step.comp, step.accelerator, step.model, step.optimizer
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
     sizes_seen, lr = set(), None
@@ -167,20 +125,20 @@ def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, a
     bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
                disable=True if progress is None or not accelerator.is_main_process else None)
     start = time.time()
-    for step, (images, y, _) in enumerate(bar):
+    for i, (images, y, _) in enumerate(bar):
         sizes_seen.add(tuple(images.shape[-2:]))
-        images = normalize(images)
+        images = step.normalize(images)
         with accelerator.accumulate(model):
             target = soft_targets(y, comp.task, comp.num_outputs)
-            if mixing:
+            if mix_rng is not None:
                 images, target, _ = mix(images, target, mix_rng, cfg.mix)
             target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
             with accelerator.autocast():
                 logits = model(images)
-            loss = loss_fn(logits.float(), target)
+            loss = step.loss_fn(logits.float(), target)
             accelerator.backward(loss)
             if accelerator.sync_gradients:  # this batch completes an optimizer update
-                scheduler.step_update(update)
+                step.scheduler.step_update(update)
                 lr = optimizer.param_groups[0]["lr"]
                 if cfg.train.clip_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
@@ -188,12 +146,12 @@ def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, a
             optimizer.zero_grad(set_to_none=True)
             if accelerator.sync_gradients:
                 update += 1
-                if ema is not None:
-                    ema.update(accelerator.unwrap_model(model), step=update)
+                if step.ema is not None:
+                    step.ema.update(accelerator.unwrap_model(model), step=update)
         loss_sum += loss.detach() * len(y)
         seen += len(y)
-        if not bar.disable and step % 10 == 0:  # .item() waits for the GPU: not every batch
-            rate = len(y) * (step + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
+        if not bar.disable and i % 10 == 0:  # .item() waits for the GPU: not every batch
+            rate = len(y) * (i + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                             size=images.shape[-1], img_s=f"{rate:.0f}")
     if len(sizes_seen) != 1:
@@ -203,14 +161,55 @@ def train_one_epoch(model, loader, normalize: Normalize, optimizer, scheduler, a
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# The phases of a fold
 
 
-def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_processes: int | None = None,
-               resume: Path | None = None) -> None:
-    use_cpu = not torch.cuda.is_available()
+@dataclass
+class FoldData:
+    """The fold's rows and loaders. Training images take the epoch's size from `size_state`;
+    validation, OOF and test always the final one."""
+
+    train_df: pd.DataFrame
+    valid_df: pd.DataFrame
+    valid_targets: np.ndarray
+    size_state: LoaderState
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    test_loader: DataLoader
+    target_scale: tuple[float, float] | None = None  # regression: (mean, std) the head learns in
+
+    def unscale(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs in the target's units (regression); probabilities pass unchanged."""
+        if self.target_scale is None:
+            return outputs
+        mean, std = self.target_scale
+        return outputs * std + mean
+
+
+@dataclass
+class FoldState:
+    """What the loop carries from one epoch to the next; a checkpoint saves exactly this. The lr
+    and every random draw are functions of (seed, epoch, update), so nothing else is needed."""
+
+    epoch: int = 0  # the next epoch to train
+    update: int = 0  # optimizer updates so far
+    history: list[dict] = field(default_factory=list)  # one row per epoch (history.csv)
+    best_score: float | None = None
+    best_epoch: int = -1
+    best_weights: dict[str, torch.Tensor] | None = None  # on the CPU, on every process
+
+    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor]) -> bool:
+        # The first epoch always counts as best, so a metric that is NaN throughout still leaves weights.
+        if self.best_weights is not None and not is_better(metric, score, self.best_score):
+            return False
+        self.best_score, self.best_epoch = score, epoch
+        self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        return True
+
+
+def start_accelerator(cfg: Config, expected_processes: int | None) -> Accelerator:
     accelerator = Accelerator(
-        cpu=use_cpu,  # with no GPU, several processes form a gloo group only with cpu=True
+        cpu=not torch.cuda.is_available(),  # with no GPU, several processes form a gloo group only with cpu=True
         mixed_precision=resolve_precision(cfg),
         gradient_accumulation_steps=cfg.train.grad_accum,
         # podium steps the lr itself, once per optimizer update (see schedule.py)
@@ -224,56 +223,62 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
             f"asked for {expected_processes} processes, accelerate formed a group of "
             f"{accelerator.num_processes} ({accelerator.distributed_type})"
         )
-    main = accelerator.is_main_process
-    fold_dir = cfg.run_dir / f"fold{fold}"
-    if cfg.log_with:
-        accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_flat(cfg.model_dump(mode="json")))
-    # Seed before building the model: every process gets the same initial weights.
-    set_seed(cfg.seed)
+    return accelerator
 
-    comp = load_competition(cfg)
-    folds = pd.read_csv(cfg.run_dir / "folds.csv", dtype={cfg.data.id_column: str})
-    fold_of = comp.train[cfg.data.id_column].map(dict(zip(folds[cfg.data.id_column], folds["fold"])))
+
+def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> FoldData:
+    folds = pd.read_csv(runs.folds_csv(cfg), dtype={cfg.data.id_column: str})
+    fold_of = comp.train[cfg.data.id_column].map(dict(zip(folds[cfg.data.id_column], folds["fold"], strict=True)))
     train_df = comp.train[fold_of != fold].reset_index(drop=True)
     valid_df = comp.train[fold_of == fold].reset_index(drop=True)
-    targets = lambda df: encode_targets(df, comp.classes, comp.task, cfg.data.target_columns)  # noqa: E731
 
-    size = cfg.train.image_size
+    train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
+    # A regression head learns the target standardized by the training rows' mean and std (a 1-100
+    # score then starts where a fresh head's outputs are); predictions are mapped back (unscale).
+    scale = (float(train_y.mean()), float(train_y.std()) or 1.0) if comp.task == "regression" else None
+
+    def learned(y):
+        return ((y - scale[0]) / scale[1]).astype(np.float32) if scale else y
+
+    size, aug, seed = cfg.train.image_size, cfg.augment, cfg.seed
     state = LoaderState(size)
-    aug, seed = cfg.augment, cfg.seed
-    # Training images take the epoch's size from `state`; validation, OOF and test always the final one.
-    cache = open_cache(cfg, stage_inputs["data"]) if cfg.data.cache else None
-    train_ds = ImageDataset(train_df["path"], targets(train_df), aug.train, state, seed, "augment.train", True,
-                            cache)
-    valid_ds = ImageDataset(valid_df["path"], targets(valid_df), aug.valid, size, seed, "augment.valid", False,
-                            cache)
+    cache = open_cache(cfg, data_hash) if cfg.data.cache else None
+    train_ds = ImageDataset(train_df["path"], learned(train_y), aug.train, state, seed, "augment.train", True, cache)
+    valid_ds = ImageDataset(valid_df["path"], learned(valid_y), aug.valid, size, seed, "augment.valid", False, cache)
     test_ds = ImageDataset(comp.test["path"], None, aug.valid, size, seed, "augment.valid", False, cache)
-    workers = cfg.train.num_workers
+    workers, pin = cfg.train.num_workers, torch.cuda.is_available()
     # Each loader draws its workers' base seed from a generator of its own, not from torch's
     # global one: with persistent workers that draw happens only in the first epoch run, which
     # would make a resumed run's dropout differ from an uninterrupted one.
-    loader_kw = dict(num_workers=workers, pin_memory=not use_cpu, persistent_workers=workers > 0)
+    loader_kw = dict(num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
     # drop_last: every training batch is full, so batch statistics and mixing never see a
     # batch of one, and every process does the same number of updates.
     train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
+                              generator=torch.Generator().manual_seed(seed), **loader_kw)
     pred_bs = cfg.predict.batch_size or 2 * cfg.train.batch_size
     valid_loader = DataLoader(valid_ds, batch_size=pred_bs, shuffle=False,
-                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
-    test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=not use_cpu,
-                             generator=torch.Generator().manual_seed(cfg.seed))
+                              generator=torch.Generator().manual_seed(seed), **loader_kw)
+    test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=pin,
+                             generator=torch.Generator().manual_seed(seed))
+    return FoldData(train_df, valid_df, valid_y, state, train_loader, valid_loader, test_loader, scale)
 
+
+def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: FoldData) -> tuple[Step, FoldData]:
+    """The model, optimizer, scheduler and EMA, prepared by Accelerate together with the loaders.
+    Call after seeding: the seed decides the initial weights, the same on every process."""
+    use_cpu = not torch.cuda.is_available()
     model = create_model(cfg.model, comp.num_outputs)
     if not use_cpu:
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    normalize = Normalize(aug.mean, aug.std, accelerator.device, channels_last)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, channels_last)
     optimizer = build_optimizer(model.to(accelerator.device), cfg)
     model, optimizer, train_loader, valid_loader, test_loader = accelerator.prepare(
-        model, optimizer, train_loader, valid_loader, test_loader
+        model, optimizer, data.train_loader, data.valid_loader, data.test_loader
     )
+    data = dataclasses.replace(data, train_loader=train_loader, valid_loader=valid_loader, test_loader=test_loader)
     if cfg.train.compile:
         # Once, outside the loop. torch marks the image dimensions dynamic when a second size
         # arrives, so progressive resizing adds a graph or two, not one per epoch or batch (tested).
@@ -281,112 +286,149 @@ def train_fold(cfg: Config, fold: int, stage_inputs: dict[str, str], expected_pr
     # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
                      use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
-    eval_model = ema.module if ema is not None else model
-    loss_fn = train_loss_fn(comp.task)
-    per_epoch = updates_per_epoch(len(train_ds), cfg, accelerator.num_processes)
+    per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
     scheduler = lr_scheduler(optimizer, cfg, per_epoch)
-    eps = cfg.loss.label_smoothing
-    columns = comp.prob_columns
-    id_col = cfg.data.id_column
-    ckpt_root = fold_dir / "checkpoint"
+    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, train_loss_fn(comp.task), ema)
+    return step, data
 
-    history: list[dict] = []
-    best_score, best_epoch, best_state = None, -1, None
-    update, first_epoch = 0, 0
-    if resume is not None:
-        # Everything the loop carries from one epoch to the next comes back from the checkpoint;
-        # the lr and every random draw are functions of (seed, epoch, update), so nothing else is needed.
-        saved, tensors = load_checkpoint(accelerator, resume)
-        first_epoch, update, history = saved["epoch"] + 1, saved["update"], saved["history"]
-        best_score, best_epoch = saved["best_score"], saved["best_epoch"]
-        best_state = tensors["best"]
-        if ema is not None:
-            ema.module.load_state_dict(tensors["ema"])
 
+def resume_from(step: Step, folder: Path) -> FoldState:
+    """The loop's state after the checkpoint's epoch; Accelerate restores the model, optimizer,
+    sampler and random states in place."""
+    saved, tensors = load_checkpoint(step.accelerator, folder)
+    if step.ema is not None:
+        step.ema.module.load_state_dict(tensors["ema"])
+    return FoldState(epoch=saved["epoch"] + 1, update=saved["update"], history=saved["history"],
+                     best_score=saved["best_score"], best_epoch=saved["best_epoch"], best_weights=tensors["best"])
+
+
+def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str]) -> None:
+    """A checkpoint after epoch state.epoch - 1 (every process takes part)."""
+    tensors = {"best": state.best_weights}
+    if step.ema is not None:
+        tensors["ema"] = step.ema.module.state_dict()
+    saved = {"epoch": state.epoch - 1, "update": state.update, "best_score": state.best_score,
+             "best_epoch": state.best_epoch, "history": state.history, "inputs": inputs,
+             "tensor_files": sorted(tensors)}
+    save_checkpoint(step.accelerator, root, state.epoch - 1, saved, tensors)
+
+
+def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[str, str], state: FoldState,
+                resume: Path | None) -> None:
+    """Main process: the resolved config with provenance, and the history kept so far."""
+    out = runs.fold_dir(cfg, fold)
+    out.mkdir(parents=True, exist_ok=True)
+    saved_cfg = cfg.model_dump(mode="json")
+    saved_cfg["provenance"] = provenance(
+        seed=cfg.seed, fold=fold, folds_hash=inputs.get("folds"), config_hash=inputs.get("config"),
+        data_hash=inputs.get("data"), num_processes=accelerator.num_processes,
+        distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
+        device=str(accelerator.device), resumed_from=str(resume) if resume else None,
+    )
+    artifacts.write_yaml(out / runs.CONFIG_YAML, saved_cfg)
+    # One row per epoch across restarts: rows written after the checkpoint are dropped here.
+    artifacts.write_csv(out / runs.HISTORY_CSV, pd.DataFrame(state.history))
+
+
+def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict[str, str],
+           started: tuple[float, int]) -> None:
+    """Predict the held-out fold and the test set with the best epoch's weights, the same way;
+    the main process writes weights, predictions and, last, the done-record."""
+    cfg, comp, accelerator = step.cfg, step.comp, step.accelerator
+    accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
+    tta = cfg.predict.tta_hflip
+    oof_probs, _ = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task, tta, False)
+    test_probs, _ = predict(step.eval_model, data.test_loader, step.normalize, accelerator, comp.task, tta, False)
+    if accelerator.is_main_process:
+        out, id_col, cols = runs.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
+        weights = safetensors_bytes({k: v.contiguous() for k, v in state.best_weights.items()})
+        artifacts.write_bytes(out / runs.WEIGHTS, weights)
+        oof_probs, test_probs = data.unscale(oof_probs), data.unscale(test_probs)
+        artifacts.write_csv(out / runs.OOF_CSV, runs.prediction_frame(data.valid_df[id_col], oof_probs, cols, id_col))
+        artifacts.write_csv(out / runs.TEST_CSV, runs.prediction_frame(comp.test[id_col], test_probs, cols, id_col))
+        # Wall time of this run from its first epoch to the written predictions (checkpoints and
+        # the final OOF/test passes included; start-up and a resumed run's earlier epochs not).
+        start_time, first_epoch = started
+        seconds = round(time.time() - start_time, 2)
+        info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch}
+        if data.target_scale is not None:  # the offline bundle maps its outputs back with it
+            info["target_scale"] = list(data.target_scale)
+        runs.mark_trained(cfg, fold, inputs, info=info)
+        plot_history(pd.DataFrame(state.history), cfg.metric, out / runs.HISTORY_PNG)
+        if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
+            shutil.rmtree(out / runs.CHECKPOINTS, ignore_errors=True)
+        print(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
+              f"({seconds:.0f} s)", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processes: int | None = None,
+               resume: Path | None = None) -> None:
+    accelerator = start_accelerator(cfg, expected_processes)
+    main = accelerator.is_main_process
+    if cfg.log_with:
+        accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_tracker_params(cfg))
+    # Seed before building the model: every process gets the same initial weights.
+    set_seed(cfg.seed)
+    comp = load_competition(cfg)
+    data = build_loaders(cfg, comp, fold, inputs["data"])
+    step, data = build_step(cfg, comp, accelerator, data)
+    state = resume_from(step, resume) if resume is not None else FoldState()
     if main:
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        saved_cfg = cfg.model_dump(mode="json")
-        saved_cfg["provenance"] = provenance(
-            seed=cfg.seed, fold=fold, folds_hash=stage_inputs.get("folds"), config_hash=stage_inputs.get("config"),
-            data_hash=stage_inputs.get("data"), num_processes=accelerator.num_processes,
-            distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
-            device=str(accelerator.device), resumed_from=str(resume) if resume else None,
-        )
-        artifacts.write_yaml(fold_dir / "config.yaml", saved_cfg)
-        # One row per epoch across restarts: rows written after the checkpoint are dropped here.
-        artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
-        print(f"fold {fold}: {len(train_ds)} train / {len(valid_ds)} valid rows, {accelerator.num_processes} "
-              f"process(es) on {accelerator.device}, {per_epoch} updates per epoch"
-              + (f"; resuming after epoch {first_epoch} from {resume}" if resume else ""), flush=True)
+        write_start(cfg, fold, accelerator, inputs, state, resume)
+        per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
+        print(f"fold {fold}: {len(data.train_df)} train / {len(data.valid_df)} valid rows, "
+              f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
+              + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
 
-    fold_start = time.time()
-    for epoch in range(first_epoch, cfg.train.epochs):
+    ckpt_root = runs.fold_dir(cfg, fold) / runs.CHECKPOINTS
+    epochs, process = cfg.train.epochs, accelerator.process_index
+    started = (time.time(), state.epoch)
+    for epoch in range(state.epoch, epochs):
         start = time.time()
         # Dropout and drop-path draw from torch's global generator: seed it from (seed, epoch,
         # process), so an epoch replays the same after a resume.
-        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, accelerator.process_index]).generate_state(1)[0]))
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, process]).generate_state(1)[0]))
         # Set before iterating: persistent workers read epoch and size from shared memory.
-        state.set(epoch, size_at(epoch, cfg))
-        train_loader.set_epoch(epoch)
-        mixing = mixing_on(cfg.mix, epoch, cfg.train.epochs)
-        model.train()
-        train_start = time.time()
-        update, train_loss, lr, (height, width) = train_one_epoch(
-            model, train_loader, normalize, optimizer, scheduler, accelerator, ema, loss_fn, cfg, comp,
-            update, mixing, np.random.default_rng([cfg.seed, epoch, accelerator.process_index]),
-            progress=f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}",
+        data.size_state.set(epoch, size_at(epoch, cfg))
+        data.train_loader.set_epoch(epoch)
+        mixing = mixing_on(cfg.mix, epoch, epochs)
+        step.model.train()
+        state.update, train_loss, lr, (height, width) = train_one_epoch(
+            step, data.train_loader, state.update,
+            np.random.default_rng([cfg.seed, epoch, process]) if mixing else None,
+            progress=f"fold {fold} epoch {epoch + 1}/{epochs}",
         )
-        train_seconds = time.time() - train_start
+        train_seconds = time.time() - start
 
         # Without TTA: the epoch scores only pick the best epoch and draw the curves. The OOF
         # predictions written at the end come from the best weights, with TTA when it is on.
-        probs, valid_loss = predict(eval_model, valid_loader, normalize, accelerator, comp.task, False, True)
-        scores = score_all(valid_ds.targets, probs, comp.task)
-        tricks = {"image_size": height if height == width else f"{height}x{width}",
-                  "mix": _mix_name(cfg) if mixing else "off", "label_smoothing": eps, "scheduler": cfg.scheduler.name}
+        probs, valid_loss = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task,
+                                    False, True)
+        scores = score_all(data.valid_targets, data.unscale(probs), comp.task)
+        size = height if height == width else f"{height}x{width}"
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
-               **tricks, "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
-        history.append(row)
-        # The first epoch always counts as best, so a metric that is NaN throughout still leaves weights.
-        improved = best_state is None or is_better(cfg.metric, scores[cfg.metric], best_score)
-        if improved:  # every process keeps the best weights, so all can predict the test set
-            best_score, best_epoch = scores[cfg.metric], epoch
-            best_state = {k: v.detach().to("cpu", copy=True)
-                          for k, v in accelerator.unwrap_model(eval_model).state_dict().items()}
+               "image_size": size, "mix": _mix_name(cfg) if mixing else "off",
+               "label_smoothing": smoothing_used(cfg.loss.label_smoothing, comp.task), "scheduler": cfg.scheduler.name,
+               "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
+        state.history.append(row)
+        # Every process keeps the best weights, so all can predict the test set.
+        improved = state.keep_if_best(scores[cfg.metric], epoch, cfg.metric,
+                                      accelerator.unwrap_model(step.eval_model).state_dict())
+        state.epoch = epoch + 1
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
         if main:
-            artifacts.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
-            print(f"fold {fold} epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
-                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {tricks['image_size']}"
+            artifacts.write_csv(runs.fold_dir(cfg, fold) / runs.HISTORY_CSV, pd.DataFrame(state.history))
+            print(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {size}"
                   f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
-        if (epoch + 1) % cfg.checkpoint.every_epochs == 0 or epoch == cfg.train.epochs - 1:
-            tensors = {"best": best_state}
-            if ema is not None:
-                tensors["ema"] = ema.module.state_dict()
-            state_json = {"epoch": epoch, "update": update, "best_score": best_score, "best_epoch": best_epoch,
-                          "history": history, "inputs": stage_inputs, "tensor_files": sorted(tensors)}
-            save_checkpoint(accelerator, ckpt_root, epoch, state_json, tensors)
+        if state.epoch % cfg.checkpoint.every_epochs == 0 or state.epoch == epochs:
+            save_epoch(step, state, ckpt_root, inputs)
 
-    # The held-out fold and the test set are predicted with the best epoch's weights, the same way.
-    accelerator.unwrap_model(eval_model).load_state_dict(best_state)
-    oof_probs, _ = predict(eval_model, valid_loader, normalize, accelerator, comp.task, cfg.predict.tta_hflip, False)
-    test_probs, _ = predict(eval_model, test_loader, normalize, accelerator, comp.task, cfg.predict.tta_hflip, False)
-    if main:
-        weights = safetensors_bytes({k: v.contiguous() for k, v in best_state.items()})
-        artifacts.write_bytes(fold_dir / "model.safetensors", weights)
-        artifacts.write_csv(fold_dir / "oof.csv", prediction_frame(valid_df[id_col], oof_probs, columns, id_col))
-        artifacts.write_csv(fold_dir / "test.csv", prediction_frame(comp.test[id_col], test_probs, columns, id_col))
-        # Wall time of this run from its first epoch to the written predictions (checkpoints and
-        # the final OOF/test passes included; start-up and a resumed run's earlier epochs not).
-        seconds = round(time.time() - fold_start, 2)
-        artifacts.mark_done(fold_dir, "train", stage_inputs,
-                            [fold_dir / n for n in ("history.csv", "model.safetensors", "oof.csv", "test.csv")],
-                            info={"seconds": seconds, "epochs_run": cfg.train.epochs - first_epoch})
-        plot_history(pd.DataFrame(history), cfg.metric, fold_dir / "history.png")
-        if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
-            shutil.rmtree(ckpt_root, ignore_errors=True)
-        print(f"fold {fold}: best {cfg.metric} {best_score:.4f} at epoch {best_epoch + 1}; wrote {fold_dir}/ "
-              f"({seconds:.0f} s)", flush=True)
+    finish(step, data, state, fold, inputs, started)
     accelerator.wait_for_everyone()
     # Destroys the process group; without it a gloo group sometimes aborts at exit.
     accelerator.end_training()

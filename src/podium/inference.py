@@ -16,8 +16,9 @@ from . import __version__, artifacts
 from .competition import Competition, image_paths, read_csv
 from .config import config_from_dict
 from .data import ImageDataset, Normalize
-from .engine import forward_probs
 from .models import create_model
+from .postprocess import Fitted
+from .predict import forward_probs
 from .submission import build_submission
 
 
@@ -39,11 +40,15 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     cfg = config_from_dict(tree)
     meta = json.loads((bundle / "meta.json").read_text())
     data, id_col = cfg.data, cfg.data.id_column
-    test = read_csv(data_dir / data.test_csv, id_col, [])
     sample = read_csv(data_dir / data.sample_submission, id_col, [])
-    test = test.assign(path=image_paths(test, data.test_images, "data.test_images", data_dir / data.test_csv, data_dir))
+    # No test.csv in the competition: the sample submission's ids are the test rows.
+    test_csv = data_dir / (data.test_csv or data.sample_submission)
+    test = read_csv(test_csv, id_col, []) if data.test_csv else sample[[id_col]].copy()
+    test = test.assign(path=image_paths(test, data.test_images, "data.test_images", test_csv, data_dir))
     comp = Competition(train=pd.DataFrame(), test=test, sample=sample, classes=meta["classes"], task=meta["task"],
-                       data_dir=data_dir, prob_columns=meta["prob_columns"])
+                       data_dir=data_dir, prob_columns=meta["prob_columns"], target_columns=meta["target_columns"],
+                       target_kind=meta["target_kind"])
+    post = Fitted.from_json(meta["postprocess"]) if meta.get("postprocess") else None
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = cfg.train.image_size
@@ -64,9 +69,12 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
                 _, p = forward_probs(model, normalize(images), comp.task, cfg.predict.tta_hflip)
                 parts.append(p.float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(test), -1).astype(np.float64)
+        scale = meta["target_scales"][k]
+        if scale is not None:  # a regression head's outputs, back in the target's units
+            probs = probs * scale[1] + scale[0]
         total = probs if total is None else total + probs
     mean = pd.DataFrame(total / meta["folds"], index=test[id_col].to_numpy(), columns=comp.prob_columns)
-    sub = build_submission(comp, cfg, mean)
+    sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
     print(f"wrote {out}: {len(sub)} rows", flush=True)
     return out

@@ -27,8 +27,12 @@ def launch_command(
     accelerate_config: str | None = None,
     port: int | None = None,
     gpus: int | None = None,
+    pin_gpu: bool = False,
 ) -> tuple[list[str], dict[str, str], int | None]:
-    """(argv, extra environment, expected process count or None when a config file decides)."""
+    """(argv, extra environment, expected process count or None when a config file decides).
+
+    `pin_gpu`: folds trained side by side (make -j N cv) get one GPU each, fold k GPU k mod #GPUs.
+    """
     argv = [sys.executable, "-m", "accelerate.commands.launch"]
     env: dict[str, str] = {}
     expected: int | None
@@ -38,8 +42,7 @@ def launch_command(
         expected = None
     else:
         gpus = gpu_count() if gpus is None else gpus
-        if gpus > 0 and not nproc and os.environ.get("PODIUM_PIN_GPU"):
-            # Folds trained side by side (make -j N cv): one GPU each, fold k on GPU k mod #GPUs.
+        if gpus > 0 and not nproc and pin_gpu:
             env["CUDA_VISIBLE_DEVICES"] = str(fold % gpus)
             gpus, nproc = 1, 1
         n = nproc or max(gpus, 1)

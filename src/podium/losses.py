@@ -2,7 +2,11 @@
 
 The training loss always sees rows of probabilities: one-hot labels, possibly mixed (mix.py),
 then smoothed exactly once here. Validation loss, OOF and scores use the true labels
-(engine.per_sample_loss), never these.
+(predict.per_sample_loss), never these.
+
+A regression target is one standardized value per row: Mixup and CutMix mix it as they mix
+labels (the mixed image's target is the same weighted mean of the two targets), and label
+smoothing, which has no meaning for a number, leaves it alone.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from timm.loss import SoftTargetCrossEntropy
 
 
 def soft_targets(y: torch.Tensor, task: str, num_outputs: int) -> torch.Tensor:
-    """Labels as rows of probabilities: one-hot (multiclass), (n, 1) (binary), (n, L) (multilabel)."""
+    """Labels as rows of probabilities: one-hot (multiclass), (n, 1) (binary), (n, L) (multilabel);
+    a regression target as (n, 1) values."""
     if task == "multiclass":
         return F.one_hot(y, num_outputs).float()
-    if task == "binary":
+    if task in ("binary", "regression"):
         return y.float().unsqueeze(1)
     return y.float()
 
@@ -30,12 +35,19 @@ def smooth(targets: torch.Tensor, eps: float, task: str) -> torch.Tensor:
         exactly the "1 -> 0.9, 0 -> 0.1" rule. That rule applied to K > 2 softmax classes would
         give rows summing to 0.9 + 0.1 * (K - 1), which is not a distribution.
     """
-    if eps == 0:
+    if smoothing_used(eps, task) == 0:
         return targets
     k = targets.shape[1] if task == "multiclass" else 2
     return targets * (1 - eps) + eps / k
 
 
+def smoothing_used(eps: float, task: str) -> float:
+    """The smoothing a task gets: none for a regression target."""
+    return 0.0 if task == "regression" else eps
+
+
 def train_loss_fn(task: str):
     # timm's soft-target cross-entropy: with a one-hot row it is the usual cross-entropy.
+    if task == "regression":
+        return torch.nn.MSELoss()
     return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import artifacts
+from . import artifacts, runs
 from .config import Config
-from .errors import PodiumError
 
 WRONG_SHOWN = 12
 
@@ -37,9 +36,8 @@ def _thumbnail(path: str, side: int = 128) -> bytes:
 
 def confidently_wrong(comp, cfg: Config, oof: pd.DataFrame, cols: list[str], n: int = WRONG_SHOWN) -> pd.DataFrame:
     """The OOF rows predicted wrong with the highest confidence: id, path, true, predicted, confidence."""
-    from .data import encode_targets
 
-    y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    y = comp.encode(comp.train)
     p = oof[cols].to_numpy(dtype=np.float64)
     if comp.task == "multiclass":
         pred = p.argmax(axis=1)
@@ -71,18 +69,17 @@ def run_report(cfg: Config) -> Path:
     from sklearn.metrics import confusion_matrix
 
     from . import plots
-    from .data import encode_targets
-    from .stages import load_checked
+    from .stages import load_checked, run_oof
 
     run = cfg.run_dir
-    if not (run / "cv.json").is_file():
-        raise PodiumError(f"{run / 'cv.json'} not found: run make oof first")
+    # The OOF stage refuses folds that are not current for this config and is skipped when its
+    # files are up to date: the page always shows the folds this config trained.
+    cv = run_oof(cfg)
     comp, _ = load_checked(cfg)
-    cv = artifacts.read_json(run / "cv.json")
     cols = comp.prob_columns
-    oof = pd.read_csv(run / "oof.csv", dtype={cfg.data.id_column: str})
+    oof = pd.read_csv(run / runs.OOF_CSV, dtype={cfg.data.id_column: str})
     oof = oof.set_index(cfg.data.id_column).loc[comp.train[cfg.data.id_column].to_numpy()].reset_index()
-    y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
+    y = comp.encode(comp.train)
     p = oof[cols].to_numpy(dtype=np.float64)
 
     out = run / "report"
@@ -96,7 +93,7 @@ def run_report(cfg: Config) -> Path:
     conf, correct = _reliability_inputs(comp, y, p[:, 0] if comp.task == "binary" else p)
     figures.append(("OOF reliability", plots.plot_reliability(conf, correct, out / "reliability.png")))
     for k in range(cfg.folds.n_splits):
-        hist = run / f"fold{k}" / "history.csv"
+        hist = runs.fold_dir(cfg, k) / runs.HISTORY_CSV
         if hist.is_file():
             figures.append((f"Fold {k} training curves",
                             plots.plot_history(pd.read_csv(hist), cfg.metric, out / f"fold{k}_history.png")))
@@ -111,7 +108,7 @@ def run_report(cfg: Config) -> Path:
         thumb = artifacts.write_bytes(out / f"wrong_{i:02d}.jpg", _thumbnail(row.path))
         thumbs.append((thumb, row))
 
-    saved = run / "fold0" / "config.yaml"
+    saved = runs.fold_dir(cfg, 0) / runs.CONFIG_YAML
     provenance = yaml.safe_load(saved.read_text()).get("provenance", {}) if saved.is_file() else {}
     page = _html(cfg, cv, figures, thumbs, provenance, run)
     path = artifacts.write_text(run / "report.html", page)

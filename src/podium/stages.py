@@ -8,24 +8,17 @@ before a training process starts.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import artifacts
+from . import artifacts, runs
 from .checkpoint import FoldLock, find_resumable
 from .competition import Competition, check_images, load_competition
-from .config import Config, config_hash
+from .config import Config, config_from_dict, config_hash
 from .errors import PodiumError
-
-# Config sections that decide the folds; changing e.g. the epochs must not reshuffle them.
-FOLD_SECTIONS = ("seed", "data", "folds")
-# Everything but the submission format decides a trained fold.
-TRAIN_SECTIONS = ("seed", "data", "folds", "model", "train", "scheduler", "mix", "loss", "resize", "augment",
-                  "predict", "metric")
 
 
 def _out(msg: str) -> None:
@@ -47,13 +40,14 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     comp = load_competition(cfg)
     root = cfg.data_dir
     csvs = [artifacts.file_hash(root / name) for name in
-            (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission)]
+            (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission) if name]
     return comp, artifacts.text_hash(*csvs)
 
 
 def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     """Every check that can run before training, in one process, writing nothing until all pass:
-    the tables, the folds (and that every training fold fills a batch on each of `processes`),
+    the tables, the sample submission against the task and metric, the folds (and that every
+    training fold fills a batch on each of `processes`),
     the augmentation pipelines, the model, every image.
 
     Returns the competition and a content hash of its data (CSV files and images).
@@ -61,8 +55,10 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     from .data import check_transforms
     from .folds import split_folds
     from .models import create_model
+    from .submission import submission_kind
 
     comp, csv_hash = load_checked(cfg)
+    submission_kind(comp, cfg)  # the sample submission fits the task, metric and submission.kind
     if cfg.log_with:
         import importlib.util
 
@@ -78,16 +74,32 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
         check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
     create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
-    cache_file = cfg.run_dir / "image-check.json"
-    images_hash, checked = check_images(comp, cache_file)
-    artifacts.write_json(cache_file, checked)
-    data_hash = artifacts.text_hash(csv_hash, images_hash)
+    data_hash = data_fingerprint(cfg, comp, csv_hash)
     if cfg.data.cache:
         from .cache import build_cache, cache_key
 
         paths = [str(p) for p in (*comp.train["path"], *comp.test["path"])]
         build_cache(paths, cfg.train.image_size, cfg.run_dir / "cache", cache_key(data_hash, cfg.train.image_size))
     return comp, data_hash
+
+
+def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:
+    """A content hash of the competition's CSV files and every image (each image checked to
+    decode; unchanged files are known by their size and mtime, so this is cheap after the first run)."""
+    cache_file = cfg.run_dir / "image-check.json"
+    images_hash, checked = check_images(comp, cache_file)
+    artifacts.write_json(cache_file, checked)
+    return artifacts.text_hash(csv_hash, images_hash)
+
+
+def load_current(cfg: Config, folds: list[int]) -> Competition:
+    """The competition, after checking that each of `folds` is trained and current for this
+    config, folds.csv and data (a one-line refusal naming the fold and what differs otherwise)."""
+    comp, csv_hash = load_checked(cfg)
+    if not runs.folds_csv(cfg).is_file():
+        raise PodiumError(f"{runs.folds_csv(cfg)} not found: run make folds and make cv first")
+    runs.check_folds(cfg, folds, data_fingerprint(cfg, comp, csv_hash))
+    return comp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +110,8 @@ def run_folds(cfg: Config, comp: Competition | None = None) -> Path:
 
     if comp is None:
         comp, _ = load_checked(cfg)
-    out = cfg.run_dir / "folds.csv"
-    inputs = {"config": config_hash(cfg, FOLD_SECTIONS),
+    out = runs.folds_csv(cfg)
+    inputs = {"config": config_hash(cfg, runs.FOLD_SECTIONS),
               "train_csv": artifacts.file_hash(cfg.data_dir / cfg.data.train_csv)}
     if artifacts.is_up_to_date(cfg.run_dir, "folds", inputs):
         _out(f"{out} is up to date")
@@ -112,84 +124,106 @@ def run_folds(cfg: Config, comp: Competition | None = None) -> Path:
     return out
 
 
-def train_inputs(cfg: Config, fold: int, data_hash: str) -> dict[str, str]:
-    return {"config": config_hash(cfg, TRAIN_SECTIONS), "folds": artifacts.file_hash(cfg.run_dir / "folds.csv"),
-            "data": data_hash, "fold": str(fold)}
-
-
 def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = False,
-              accelerate_config: str | None = None, port: int | None = None) -> int:
-    """Check everything, then train one fold under `accelerate launch`; returns its exit code."""
+              accelerate_config: str | None = None, port: int | None = None, pin_gpu: bool = False) -> int:
+    """Check everything, then train one fold under `accelerate launch`; returns its exit code.
+
+    The worker's inputs (the resolved config, the stage inputs, the resume point, the process
+    count) go to fold<k>/worker.json, named on its command line, so it can be rerun by hand.
+    """
     from .launch import launch_command, run_launch
 
     if not 0 <= fold < cfg.folds.n_splits:
         raise PodiumError(f"FOLD={fold}: folds are numbered 0 to {cfg.folds.n_splits - 1} (folds.n_splits)")
-    worker = ["train-worker", "--fold", str(fold)]
-    argv, env, expected = launch_command(worker, nproc, fold, accelerate_config, port)
+    out = runs.fold_dir(cfg, fold)
+    job_file = out / runs.WORKER_JSON
+    argv, env, expected = launch_command(["train-worker", str(job_file)], nproc, fold, accelerate_config, port,
+                                         pin_gpu=pin_gpu)
     comp, data_hash = preflight(cfg, processes=expected or 1)
     run_folds(cfg, comp)
-    fold_dir = cfg.run_dir / f"fold{fold}"
-    inputs = train_inputs(cfg, fold, data_hash)
-    if not fresh and artifacts.is_up_to_date(fold_dir, "train", inputs):
-        _out(f"{fold_dir} is up to date (FRESH=1 trains it again)")
+    if not fresh and runs.stale_reason(cfg, fold, data_hash) is None:
+        _out(f"{out} is up to date (FRESH=1 trains it again)")
         return 0
-    with FoldLock(fold_dir):
-        ckpt_root = fold_dir / "checkpoint"
+    inputs = runs.train_inputs(cfg, fold, data_hash)
+    with FoldLock(out):
+        ckpt_root = out / runs.CHECKPOINTS
         if fresh:
             shutil.rmtree(ckpt_root, ignore_errors=True)
         resume, notes = find_resumable(ckpt_root, inputs)
         for note in notes:
             _out(note)
-        artifacts.forget(fold_dir, "train")
-        env["PODIUM_CONFIG_JSON"] = cfg.model_dump_json()
-        env["PODIUM_STAGE_INPUTS"] = json.dumps(inputs)
-        if resume is not None:
-            env["PODIUM_RESUME"] = str(resume)
-        if expected is not None:
-            env["PODIUM_EXPECT_PROCESSES"] = str(expected)
+        runs.clear_fold(cfg, fold)
+        artifacts.write_json(job_file, {"fold": fold, "inputs": inputs, "resume": str(resume) if resume else None,
+                                        "processes": expected, "config": cfg.model_dump(mode="json")})
         return run_launch(argv, env)
 
 
-def train_worker(fold: int) -> None:
-    """Inside `accelerate launch`: the config arrives resolved from the launching process."""
-    from .config import config_from_dict
+def train_worker(job_file: str) -> None:
+    """Inside `accelerate launch` (or run by hand): train the fold that worker.json describes."""
     from .engine import train_fold
 
-    cfg = config_from_dict(json.loads(os.environ["PODIUM_CONFIG_JSON"]))
-    inputs = json.loads(os.environ["PODIUM_STAGE_INPUTS"])
-    expected = os.environ.get("PODIUM_EXPECT_PROCESSES")
-    resume = os.environ.get("PODIUM_RESUME")
-    train_fold(cfg, fold, inputs, int(expected) if expected else None, Path(resume) if resume else None)
+    try:
+        job = artifacts.read_json(job_file)
+    except (OSError, ValueError) as exc:
+        raise PodiumError(f"{job_file}: cannot read the worker's inputs ({exc})") from None
+    cfg = config_from_dict(job["config"], source=str(job_file))
+    resume = Path(job["resume"]) if job["resume"] else None
+    if resume is not None and not resume.is_dir():
+        raise PodiumError(f"{job_file}: its resume checkpoint {resume} is gone (a later run replaced it); "
+                          f"run make train FOLD={job['fold']} to resume from the newest one")
+    train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def _fold_files(cfg: Config, name: str) -> list[Path]:
-    paths = [cfg.run_dir / f"fold{k}" / name for k in range(cfg.folds.n_splits)]
-    missing = [k for k, p in enumerate(paths) if not p.is_file()]
-    if missing:
-        raise PodiumError(
-            f"fold(s) {', '.join(map(str, missing))} of {cfg.run_dir} have no {name}: "
-            f"run make train FOLD=k for each (or make cv)"
-        )
-    return paths
+def oof_predictions(cfg: Config, comp: Competition, folds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows of train.csv, their OOF predictions (n, C), their fold) for the rows of `folds`, in
+    train.csv's order; each fold's file must hold exactly its rows of folds.csv."""
+    id_col, cols = cfg.data.id_column, comp.prob_columns
+    folds_path = runs.folds_csv(cfg)
+    table = pd.read_csv(folds_path, dtype={id_col: str})
+    fold_of = pd.Series(table["fold"].to_numpy(), index=table[id_col].to_numpy())
+    train_ids = comp.train[id_col].to_numpy()
+    if len(table) != len(train_ids) or set(fold_of.index) != set(train_ids):
+        raise PodiumError(f"{folds_path} does not cover {cfg.data.train_csv} exactly once; rerun make folds")
+    fold_col = fold_of.loc[train_ids].to_numpy()
+    rows = np.flatnonzero(np.isin(fold_col, folds))
+    probs = np.full((len(train_ids), len(cols)), np.nan)
+    row_of = pd.Series(np.arange(len(train_ids)), index=train_ids)
+    for k in folds:
+        part = runs.read_fold(cfg, k, runs.OOF_CSV, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
+        probs[row_of.loc[part.ids].to_numpy()] = part.probs
+    return rows, probs[rows], fold_col[rows]
+
+
+def postprocess_kind(cfg: Config, comp: Competition) -> str:
+    from .postprocess import kind_for
+
+    return kind_for(comp.task, cfg.metric) if cfg.postprocess.enabled else "none"
 
 
 def run_oof(cfg: Config) -> dict:
-    """Join the folds' out-of-fold predictions (each train row exactly once) and score them."""
-    from .data import encode_targets
-    from .metrics import score, score_all
+    """Join the folds' out-of-fold predictions (each train row exactly once) and score them.
+    Every fold must be trained and current for this config (runs.check_folds).
 
-    comp, _ = load_checked(cfg)
-    id_col = cfg.data.id_column
-    cols = comp.prob_columns
-    folds_path = cfg.run_dir / "folds.csv"
-    if not folds_path.is_file():
-        raise PodiumError(f"{folds_path} not found: run make folds and make cv first")
-    paths = _fold_files(cfg, "oof.csv")
-    out_csv, out_json = cfg.run_dir / "oof.csv", cfg.run_dir / "cv.json"
-    inputs = {"config": config_hash(cfg, TRAIN_SECTIONS), "folds": artifacts.file_hash(folds_path),
+    Post-processing that the metric rewards (thresholds, cut-points, a temperature) is fitted on
+    the whole OOF for the submission (postprocess.json), and scored nested: for each fold,
+    fitted on the other folds' rows. That nested score is the CV score; the score without
+    post-processing and the in-sample one (optimistic, for reference) are kept beside it.
+    """
+    from .metrics import score, score_all
+    from .postprocess import evaluate
+
+    n = cfg.folds.n_splits
+    comp = load_current(cfg, list(range(n)))
+    id_col, cols = cfg.data.id_column, comp.prob_columns
+    paths = [runs.fold_dir(cfg, k) / runs.OOF_CSV for k in range(n)]
+    out_csv, out_json = cfg.run_dir / runs.OOF_CSV, cfg.run_dir / "cv.json"
+    out_post = cfg.run_dir / runs.POSTPROCESS_JSON
+    kind = postprocess_kind(cfg, comp)
+    inputs = {"config": config_hash(cfg, runs.training_sections(cfg)), "postprocess": kind,
+              "folds": artifacts.file_hash(runs.folds_csv(cfg)),
               **{f"fold{k}": artifacts.file_hash(p) for k, p in enumerate(paths)}}
     if artifacts.is_up_to_date(cfg.run_dir, "oof", inputs):
         cv = artifacts.read_json(out_json)
@@ -197,53 +231,52 @@ def run_oof(cfg: Config) -> dict:
         print_cv(cv)
         return cv
 
-    folds = pd.read_csv(folds_path, dtype={id_col: str})
-    fold_of = dict(zip(folds[id_col], folds["fold"]))
-    parts = []
-    for k, path in enumerate(paths):
-        part = pd.read_csv(path, dtype={id_col: str})
-        expected = {i for i, f in fold_of.items() if f == k}
-        got = part[id_col]
-        if got.duplicated().any() or set(got) != expected:
-            raise PodiumError(f"{path}: its ids are not exactly the rows of fold {k} in {folds_path}; retrain it")
-        parts.append(part.assign(fold=k))
-    oof = pd.concat(parts, ignore_index=True)
-    train_ids = comp.train[id_col]
-    if len(oof) != len(train_ids) or set(oof[id_col]) != set(train_ids):
-        raise PodiumError(f"the folds' oof.csv files do not cover {cfg.data.train_csv} exactly once; rerun make folds")
-    oof = oof.set_index(id_col).loc[train_ids.to_numpy()].reset_index()  # train.csv's row order
-
-    y = encode_targets(comp.train, comp.classes, comp.task, cfg.data.target_columns)
-    probs = oof[cols].to_numpy(dtype=np.float64)
-    if comp.task == "binary":
-        probs = probs[:, 0]
-    fold_scores = [score(cfg.metric, y[oof["fold"].to_numpy() == k], probs[oof["fold"].to_numpy() == k], comp.task)
-                   for k in range(cfg.folds.n_splits)]
-    cv = {
-        "experiment": cfg.experiment,
-        "metric": cfg.metric,
-        "score": score(cfg.metric, y, probs, comp.task),
-        "fold_scores": fold_scores,
-        "mean": float(np.mean(fold_scores)),
-        "std": float(np.std(fold_scores)),
-        "folds": cfg.folds.n_splits,
-        "rows": int(len(oof)),
+    _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
+    y = comp.encode(comp.train)
+    raw_folds = [score(cfg.metric, y[fold_col == k], probs[fold_col == k], comp.task) for k in range(n)]
+    cv = {"experiment": cfg.experiment, "metric": cfg.metric, "score": score(cfg.metric, y, probs, comp.task),
+          "fold_scores": raw_folds}
+    outputs = [out_csv, out_json]
+    if kind != "none":
+        post = evaluate(y, probs, fold_col, cfg.metric, comp.task, comp.classes)
+        cv.update(score=post["score"], fold_scores=post["fold_scores"])
+        cv["postprocess"] = {k: v for k, v in post.items() if k not in ("score", "fold_scores")}
+        artifacts.write_json(out_post, post["fitted"])
+        outputs.append(out_post)
+    else:
+        out_post.unlink(missing_ok=True)  # a submission must not apply what an earlier config fitted
+    cv.update({
+        "mean": float(np.mean(cv["fold_scores"])),
+        "std": float(np.std(cv["fold_scores"])),
+        "folds": n,
+        "rows": int(len(y)),
         "other_metrics": score_all(y, probs, comp.task),
-    }
-    artifacts.write_csv(out_csv, oof[[id_col, "fold", *cols]])
+    })
+    oof = runs.Predictions(comp.train[id_col].to_numpy(), probs).frame(cols, id_col)
+    oof.insert(1, "fold", fold_col)
+    artifacts.write_csv(out_csv, oof)
     artifacts.write_json(out_json, cv)
-    artifacts.mark_done(cfg.run_dir, "oof", inputs, [out_csv, out_json])
+    artifacts.mark_done(cfg.run_dir, "oof", inputs, outputs)
     print_cv(cv)
     return cv
 
 
 def print_cv(cv: dict) -> None:
-    m = cv["metric"]
-    lines = [f"{'fold':>6}  {m:>10}"]
-    lines += [f"{k:>6}  {s:>10.5f}" for k, s in enumerate(cv["fold_scores"])]
+    m, post = cv["metric"], cv.get("postprocess")
+    if post is None:
+        lines = [f"{'fold':>6}  {m:>10}"]
+        lines += [f"{k:>6}  {s:>10.5f}" for k, s in enumerate(cv["fold_scores"])]
+    else:  # the nested score with post-processing, and the plain one beside it
+        lines = [f"{'fold':>6}  {m + ' +' + post['kind']:>22}  {'without':>10}"]
+        lines += [f"{k:>6}  {s:>22.5f}  {w:>10.5f}"
+                  for k, (s, w) in enumerate(zip(cv["fold_scores"], post["fold_scores_without"], strict=True))]
     lines += [f"{'mean':>6}  {cv['mean']:>10.5f} ± {cv['std']:.5f}", f"{'OOF':>6}  {cv['score']:>10.5f}"]
+    if post is not None:
+        lines.append(f"{post['kind']} fitted on the other folds for each fold (nested); without it {m} "
+                     f"{post['score_without']:.5f}; fitted and scored on the same rows (in-sample, optimistic) "
+                     f"{post['score_in_sample']:.5f}")
     others = "  ".join(f"{k} {v:.5f}" for k, v in cv["other_metrics"].items() if k != m)
-    _out("\n".join(lines) + f"\nother OOF metrics: {others}")
+    _out("\n".join(lines) + f"\nother OOF metrics (no post-processing): {others}")
 
 
 def run_schedule(cfg: Config, nproc: int = 1) -> Path:
@@ -269,32 +302,81 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
     return out
 
 
-def run_submit(cfg: Config) -> Path:
-    """Average the folds' test probabilities and write the submission in sample_submission's shape."""
+def submission_path(cfg: Config, folds: list[int] | None = None) -> Path:
+    """submissions/<exp>.csv; a submission from some folds only is named for them
+    (<exp>.folds-0-2.csv), so it cannot be taken for the full one."""
+    n = cfg.folds.n_splits
+    if folds is None or sorted(folds) == list(range(n)):
+        return Path(cfg.submissions_dir) / f"{cfg.experiment}.csv"
+    return Path(cfg.submissions_dir) / f"{cfg.experiment}.folds-{'-'.join(map(str, sorted(folds)))}.csv"
+
+
+def parse_folds(text: str | None, cfg: Config, key: str = "FOLDS") -> list[int] | None:
+    """'0,2' -> [0, 2]; None or '' -> None (all folds)."""
+    if not text or not text.strip():
+        return None
+    try:
+        folds = sorted({int(f) for f in text.split(",") if f.strip()})
+    except ValueError:
+        raise PodiumError(f"{key}={text}: expected fold numbers such as 0,2") from None
+    bad = [k for k in folds if not 0 <= k < cfg.folds.n_splits]
+    if bad:
+        raise PodiumError(f"{key}={text}: fold(s) {bad} do not exist (folds.n_splits={cfg.folds.n_splits})")
+    return folds
+
+
+def submission_postprocess(cfg: Config, comp: Competition, folds: list[int]):
+    """What the submission applies: the run's postprocess.json (make oof, run here when it is not
+    up to date) for all folds; for some folds, the same fit on those folds' OOF rows."""
+    from .postprocess import fit
+
+    kind = postprocess_kind(cfg, comp)
+    if kind == "none":
+        return None
+    if len(folds) == cfg.folds.n_splits:
+        run_oof(cfg)
+        return runs.read_postprocess(cfg)
+    rows, probs, _ = oof_predictions(cfg, comp, folds)
+    return fit(kind, comp.encode(comp.train)[rows], probs, cfg.metric, comp.task, comp.classes)
+
+
+def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
+    """Average the folds' test probabilities and write the submission in sample_submission's shape.
+
+    `folds`: some folds only (a quick leaderboard probe while the rest train); the file is then
+    named for them. Every fold used must be trained and current for this config.
+    """
     from .submission import build_submission
 
-    comp, _ = load_checked(cfg)
+    n = cfg.folds.n_splits
+    used = list(range(n)) if folds is None else sorted(folds)
+    comp = load_current(cfg, used)
     id_col = cfg.data.id_column
     cols = comp.prob_columns
-    paths = _fold_files(cfg, "test.csv")
-    out = Path(cfg.submissions_dir) / f"{cfg.experiment}.csv"
+    paths = [runs.fold_dir(cfg, k) / runs.TEST_CSV for k in used]
+    out = submission_path(cfg, used)
+    stage = "submit" if len(used) == n else f"submit-folds-{'-'.join(map(str, used))}"
+    post = submission_postprocess(cfg, comp, used)
     inputs = {"config": config_hash(cfg),
               "sample": artifacts.file_hash(cfg.data_dir / cfg.data.sample_submission),
-              **{f"fold{k}": artifacts.file_hash(p) for k, p in enumerate(paths)}}
-    if artifacts.is_up_to_date(cfg.run_dir, "submit", inputs):
-        _out(f"{out} is up to date")
+              "postprocess": json.dumps(post.to_json() if post is not None else None, sort_keys=True),
+              **{f"fold{k}": artifacts.file_hash(p) for k, p in zip(used, paths, strict=True)}}
+    what = f"mean of {n} folds" if len(used) == n else \
+        f"mean of folds {', '.join(map(str, used))} of {n} only: a partial submission"
+    if post is not None:
+        what += f", {post.kind} fitted on their out-of-fold predictions"
+    if artifacts.is_up_to_date(cfg.run_dir, stage, inputs):
+        _out(f"{out} is up to date ({what})")
         return out
-    test_ids = set(comp.test[id_col])
-    total = None
-    for k, path in enumerate(paths):
-        part = pd.read_csv(path, dtype={id_col: str})
-        if part[id_col].duplicated().any() or set(part[id_col]) != test_ids:
-            raise PodiumError(f"{path}: its ids are not exactly the ids of {cfg.data.test_csv}; retrain fold {k}")
-        part = part.set_index(id_col)[cols]
-        total = part if total is None else total + part.loc[total.index]
-    mean = total / len(paths)
-    sub = build_submission(comp, cfg, mean)
+    test_ids = comp.test[id_col].to_numpy()
+    total = np.zeros((len(test_ids), len(cols)))
+    row_of = pd.Series(np.arange(len(test_ids)), index=test_ids)
+    for k in used:
+        part = runs.read_fold(cfg, k, runs.TEST_CSV, cols, expected_ids=test_ids)
+        total[row_of.loc[part.ids].to_numpy()] += part.probs
+    mean = pd.DataFrame(total / len(used), index=test_ids, columns=cols)
+    sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
-    artifacts.mark_done(cfg.run_dir, "submit", inputs, [out])
-    _out(f"wrote {out}: {len(sub)} rows, columns {list(sub.columns)}, mean of {len(paths)} folds")
+    artifacts.mark_done(cfg.run_dir, stage, inputs, [out])
+    _out(f"wrote {out}: {len(sub)} rows, columns {list(sub.columns)}; {what}")
     return out
