@@ -4,6 +4,9 @@ against its sample: columns, ids in order, and the kind of value (labels, probab
 tag strings). Bad input in these layouts is refused before training, naming the id."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -49,14 +52,20 @@ def _layout(root, name: str, rng):
         data.update(train_images="train/{image_name}.png", test_images="test/{image_name}.png", test_csv=None,
                     train_csv="train_v2.csv", id_column="image_name")
         train, sample = train.rename(columns={"id": "image_name"}), sample.rename(columns={"id": "image_name"})
-        tree = {"data": {**data, "task": "multilabel", "target": "tags"}, "folds": {"strategy": "multilabel_stratified"},
-                "metric": "f2_samples"}
+        tree = {"data": {**data, "task": "multilabel", "target": "tags"},
+                "folds": {"strategy": "multilabel_stratified"}, "metric": "f2_samples"}
     elif name == "plant_pathology":  # one-hot class columns, probabilities out, log loss
         classes = ["healthy", "multiple_diseases", "rust"]
         for j, c in enumerate(classes):
             train[c] = (kinds["train"] == j).astype(int)
             sample[c] = 1 / 3
         tree = {"data": {**data, "task": "multiclass", "target": classes}, "metric": "log_loss"}
+    elif name == "label_columns":  # one 0/1 column per label, 0/1 labels out under macro F1
+        for j, c in enumerate(["cloudy", "water"]):
+            train[c] = (kinds["train"] == j + 1).astype(int)
+            sample[c] = 0
+        tree = {"data": {**data, "task": "multilabel", "target": ["cloudy", "water"]},
+                "folds": {"strategy": "multilabel_stratified"}, "metric": "f1_macro"}
     else:  # cassava: class labels, no test.csv, the sample submission lists the test images
         train["label"] = kinds["train"]
         sample["label"] = 4
@@ -86,7 +95,7 @@ def _ok(out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["pawpularity", "aptos", "planet", "plant_pathology", "cassava"])
+@pytest.mark.parametrize("name", ["pawpularity", "aptos", "planet", "plant_pathology", "label_columns", "cassava"])
 def test_layout_end_to_end(tmp_path, name):
     tree, sample = _layout(tmp_path / "comp", name, np.random.default_rng(3))
     config = _config(tmp_path, name, tree)
@@ -128,8 +137,25 @@ def test_layout_end_to_end(tmp_path, name):
         probs = sub[["healthy", "multiple_diseases", "rust"]].to_numpy()
         assert np.allclose(probs.sum(axis=1), 1, atol=1e-4) and (probs > 0).all()
         assert cv["postprocess"]["kind"] == "temperature"
+    elif name == "label_columns":  # 0/1 per label by the thresholds fitted on the OOF
+        assert set(np.unique(sub[["cloudy", "water"]])) <= {0, 1}
+        assert cv["postprocess"]["kind"] == "thresholds" and len(cv["postprocess"]["params"]) == 2
     else:  # class labels from the training classes
         assert set(sub[target]) <= {0, 1, 2}
+
+    if name in ("aptos", "planet"):
+        # the report shows the post-processing; the offline bundle applies it (and a regression
+        # head's scale) exactly as make submit does, from a copy away from the repo
+        _ok(podium("report", "--config", str(config)))
+        assert "Post-processing" in (run / "report.html").read_text()
+        _ok(podium("bundle", "--config", str(config)))
+        away = tmp_path / "kernel"
+        shutil.copytree(run / "bundle", away)
+        out_file = tmp_path / "bundle_submission.csv"
+        out = subprocess.run([sys.executable, "predict.py", "--data-dir", str(tmp_path / "comp"), "--out",
+                              str(out_file)], cwd=away, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        pd.testing.assert_frame_equal(pd.read_csv(out_file, dtype={sample.columns[0]: str}), sub)
 
 
 def _check_fails(capsys, config, tmp_path):

@@ -183,7 +183,7 @@ class FoldData:
         if self.target_scale is None:
             return outputs
         mean, std = self.target_scale
-        return outputs * std + mean
+        return outputs.astype(np.float64) * std + mean  # in float64, as the offline bundle computes it
 
 
 @dataclass

@@ -39,6 +39,12 @@ def confidently_wrong(comp, cfg: Config, oof: pd.DataFrame, cols: list[str], n: 
 
     y = comp.encode(comp.train)
     p = oof[cols].to_numpy(dtype=np.float64)
+    if comp.task == "regression":  # the largest errors, the "confidence" column holding |error|
+        error = np.abs(p[:, 0] - y)
+        table = pd.DataFrame({"id": comp.train[cfg.data.id_column].to_numpy(),
+                              "path": comp.train["path"].astype(str), "true": [f"{v:g}" for v in y],
+                              "predicted": [f"{v:.3g}" for v in p[:, 0]], "confidence": error})
+        return table.sort_values("confidence", ascending=False).head(n)
     if comp.task == "multiclass":
         pred = p.argmax(axis=1)
         conf = p.max(axis=1)
@@ -50,7 +56,8 @@ def confidently_wrong(comp, cfg: Config, oof: pd.DataFrame, cols: list[str], n: 
         hard = (p >= 0.5).astype(int)
         wrong = (hard != y2).any(axis=1)
         conf = np.where(hard != y2, np.maximum(p, 1 - p), 0).max(axis=1)
-        fmt = (lambda v: str(int(v[0]))) if comp.task == "binary" else (lambda v: "".join(map(str, v.astype(int))))
+        names = np.asarray(cols, dtype=object)
+        fmt = (lambda v: str(int(v[0]))) if comp.task == "binary" else (lambda v: " ".join(names[v > 0]) or "(none)")
         true_txt = [fmt(v) for v in y2]
         pred_txt = [fmt(v) for v in hard]
     table = pd.DataFrame({"id": comp.train[cfg.data.id_column].to_numpy(), "path": comp.train["path"].astype(str),
@@ -90,8 +97,9 @@ def run_report(cfg: Config) -> Path:
         figures.append(("OOF confusion matrix", plots.plot_confusion(matrix, comp.classes, out / "confusion.png")))
     if comp.task == "binary":
         figures.append(("OOF ROC and precision-recall", plots.plot_roc_pr(y, p[:, 0], out / "roc_pr.png")))
-    conf, correct = _reliability_inputs(comp, y, p[:, 0] if comp.task == "binary" else p)
-    figures.append(("OOF reliability", plots.plot_reliability(conf, correct, out / "reliability.png")))
+    if comp.task != "regression":  # probabilities against how often they are right
+        conf, correct = _reliability_inputs(comp, y, p[:, 0] if comp.task == "binary" else p)
+        figures.append(("OOF reliability", plots.plot_reliability(conf, correct, out / "reliability.png")))
     for k in range(cfg.folds.n_splits):
         hist = runs.fold_dir(cfg, k) / runs.HISTORY_CSV
         if hist.is_file():
@@ -121,6 +129,15 @@ def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -
     rel = lambda p: Path(p).relative_to(run).as_posix()  # noqa: E731
     fold_rows = "".join(f"<tr><td>{k}</td><td>{s:.5f}</td></tr>" for k, s in enumerate(cv["fold_scores"]))
     others = "".join(f"<tr><td>{esc(k)}</td><td>{v:.5f}</td></tr>" for k, v in cv["other_metrics"].items())
+    post = cv.get("postprocess")
+    post_html = "<p>None fitted: the metric scores the predictions as they are.</p>" if post is None else (
+        f"<p>{esc(post['kind'])} fitted on the out-of-fold predictions, applied to the submission: "
+        f"<code>{esc(', '.join(f'{v:.4g}' for v in post['params']))}</code></p>"
+        f"<table><tr><th>{esc(cv['metric'])}</th><th>OOF</th></tr>"
+        f"<tr><td>nested (fitted on the other folds, scored on each): the CV score</td><td>{cv['score']:.5f}</td></tr>"
+        f"<tr><td>without post-processing</td><td>{post['score_without']:.5f}</td></tr>"
+        f"<tr><td>in-sample (fitted and scored on the same rows; optimistic)</td>"
+        f"<td>{post['score_in_sample']:.5f}</td></tr></table>")
     figs = "".join(f"<figure><img src='{rel(p)}' alt='{esc(t)}'><figcaption>{esc(t)}</figcaption></figure>"
                    for t, p in figures)
     cards = "".join(
@@ -146,7 +163,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 ({cv['rows']} rows); fold mean {cv['mean']:.5f} ± {cv['std']:.5f} over {cv['folds']} folds.</p>
 <h2>Cross-validation</h2>
 <table><tr><th>fold</th><th>{esc(cv['metric'])}</th></tr>{fold_rows}</table>
-<table><tr><th>other OOF metric</th><th>value</th></tr>{others}</table>
+<table><tr><th>other OOF metric (no post-processing)</th><th>value</th></tr>{others}</table>
+<h2>Post-processing</h2>{post_html}
 <h2>Figures</h2>{figs}
 <h2>Most confidently wrong out-of-fold images</h2>{cards}
 <h2>Config</h2><pre>{config_text}</pre>

@@ -270,7 +270,8 @@ def print_cv(cv: dict) -> None:
         lines = [f"{'fold':>6}  {m + ' +' + post['kind']:>22}  {'without':>10}"]
         lines += [f"{k:>6}  {s:>22.5f}  {w:>10.5f}"
                   for k, (s, w) in enumerate(zip(cv["fold_scores"], post["fold_scores_without"], strict=True))]
-    lines += [f"{'mean':>6}  {cv['mean']:>10.5f} ± {cv['std']:.5f}", f"{'OOF':>6}  {cv['score']:>10.5f}"]
+    width = 10 if post is None else 22
+    lines += [f"{'mean':>6}  {cv['mean']:>{width}.5f} ± {cv['std']:.5f}", f"{'OOF':>6}  {cv['score']:>{width}.5f}"]
     if post is not None:
         lines.append(f"{post['kind']} fitted on the other folds for each fold (nested); without it {m} "
                      f"{post['score_without']:.5f}; fitted and scored on the same rows (in-sample, optimistic) "
