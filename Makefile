@@ -10,6 +10,10 @@ CONFIG ?= configs/default.yaml
 OVERRIDES ?=
 FOLD   ?= 0
 FOLDS  ?=
+SEEDS  ?=
+EXPS   ?=
+NAME   ?=
+METHOD ?= weights
 NPROC  ?=
 FRESH  ?=
 ACCELERATE_CONFIG ?=
@@ -18,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install demo demo-data check folds train cv oof submit schedule ablate report leaderboard bundle \
+.PHONY: help install demo demo-data check folds train cv oof submit blend schedule ablate report leaderboard bundle \
         bench test test-fast lint clean
 .DEFAULT_GOAL := help
 
@@ -60,9 +64,20 @@ train: $(VENV)/.installed  ## one fold: FOLD=k [NPROC=n] [FRESH=1] [ACCELERATE_C
 # own rendezvous port and, with GPUs, its own GPU (fold k on GPU k mod #GPUs).
 N_SPLITS = $(shell $(PODIUM) n-splits --config $(CONFIG) $(OVERRIDES))
 PARALLEL = $(filter-out -j1,$(filter -j%,$(MAKEFLAGS)))
+comma := ,
+EXP = $(basename $(notdir $(CONFIG)))
+ifeq ($(SEEDS),)
 # check first: every image is checked (and cached, with data.cache) once, not by each fold at once.
-cv: $(VENV)/.installed folds check  ## folds, check, then train every fold (make -j N cv: N side by side)
+cv: $(VENV)/.installed folds check  ## folds, check, then every fold (-j N: N side by side; SEEDS=0,1,2: one experiment each)
 	@$(MAKE) --no-print-directory $(addprefix cv-fold-,$(shell seq 0 $$(( $(N_SPLITS) - 1 ))))
+else
+# SEEDS=0,1,2: the same config under each seed, one experiment each (<exp>_seed<k>), ready for make blend.
+cv: $(VENV)/.installed
+	@for s in $(subst $(comma), ,$(SEEDS)); do \
+		echo "== seed $$s: $(EXP)_seed$$s =="; \
+		$(MAKE) --no-print-directory cv SEEDS= OVERRIDES="$(OVERRIDES) seed=$$s experiment=$(EXP)_seed$$s" || exit 1; \
+	done
+endif
 
 cv-fold-%:
 	@echo "== fold $* of $(N_SPLITS) =="
@@ -80,14 +95,17 @@ schedule: $(VENV)/.installed  ## lr and image size per update, from the config (
 ablate: $(VENV)/.installed  ## FOLDS=0,1: the five tricks' effect on the CV score (runs/<exp>/ablation.png)
 	$(PODIUM) ablate --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
 
-report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images
-	$(PODIUM) report --config $(CONFIG) $(OVERRIDES)
+report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images [NAME=a blend]
+	$(PODIUM) report --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)
 
 leaderboard: $(VENV)/.installed  ## all experiments' CV scores, best first
 	$(PODIUM) leaderboard
 
-bundle: $(VENV)/.installed  ## runs/<exp>/bundle/ with predict.py for an offline Kaggle kernel
-	$(PODIUM) bundle --config $(CONFIG) $(OVERRIDES)
+bundle: $(VENV)/.installed  ## runs/<exp>/bundle/ with predict.py for an offline Kaggle kernel [NAME=a blend]
+	$(PODIUM) bundle --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)
+
+blend: $(VENV)/.installed  ## EXPS="a b" NAME=x [METHOD=weights|mean|rank]: runs/x/, submissions/x.csv
+	$(PODIUM) blend --config $(CONFIG) --exps $(EXPS) --name $(NAME) --method $(METHOD) $(OVERRIDES)
 
 # Speed figures (runs/bench.json); uses ../shared/datasets when present, the demo data otherwise.
 bench: $(VENV)/.installed  ## loader, step and progressive-resizing speed figures (runs/bench.json)

@@ -140,3 +140,13 @@ def test_up_to_date_records_follow_content(tmp_path):
     artifacts.write_text(out, "a\n2\n")
     assert not artifacts.is_up_to_date(tmp_path, "s", {"in": "1"})
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def fake_experiment(cfg, seed: int, cols=("a", "b", "c")):
+    """A finished experiment made of random fold files: folds, predictions recorded as trained,
+    the resolved config where training saves it, the OOF joined."""
+    run_folds(cfg)
+    _fake_fold_outputs(cfg, np.random.default_rng(seed), list(cols))
+    artifacts.write_yaml(runs.fold_dir(cfg, 0) / runs.CONFIG_YAML, cfg.model_dump(mode="json"))
+    run_oof(cfg, show=False)
+    return cfg

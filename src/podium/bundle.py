@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__, artifacts, runs
 from .config import Config
+from .errors import PodiumError
 
 PREDICT_PY = '''#!/usr/bin/env python3
 """Write a submission with this bundle's fold models: python predict.py --data-dir DIR --out FILE"""
@@ -61,35 +62,68 @@ def build_wheel(out_dir: Path) -> Path:
     return artifacts.write_bytes(out_dir / name, buf.getvalue())
 
 
-def run_bundle(cfg: Config) -> Path:
-    from .stages import load_current
-
-    # Every fold trained and current for this config: a bundle never ships a stale fold's weights.
-    comp = load_current(cfg, list(range(cfg.folds.n_splits)))
-    weights = [runs.fold_dir(cfg, k) / runs.WEIGHTS for k in range(cfg.folds.n_splits)]
-    out = cfg.run_dir / "bundle"
-    tmp = cfg.run_dir / ".bundle.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+def _write_experiment(cfg: Config, comp, dest: Path) -> int:
+    """One experiment's part of a bundle: its config, meta.json and every fold's weights."""
     # The weights are in the bundle: the kernel needs no pretrained file.
     tree = cfg.model_dump(mode="json")
     tree["model"]["pretrained_file"] = None
-    artifacts.write_yaml(tmp / "config.yaml", tree)
+    artifacts.write_yaml(dest / "config.yaml", tree)
     post = runs.read_postprocess(cfg)
-    artifacts.write_json(tmp / "meta.json", {
+    n = cfg.folds.n_splits
+    artifacts.write_json(dest / "meta.json", {
         "classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
-        "target_columns": list(comp.target_columns), "target_kind": comp.target_kind, "folds": len(weights),
+        "target_columns": list(comp.target_columns), "target_kind": comp.target_kind, "folds": n,
         # a regression fold's (mean, std) that its head learned in; null otherwise
-        "target_scales": [runs.fold_record(cfg, k).get("info", {}).get("target_scale") for k in range(len(weights))],
+        "target_scales": [runs.fold_record(cfg, k).get("info", {}).get("target_scale") for k in range(n)],
         # what make oof fitted on the OOF (thresholds, cut-points, temperature), applied as make submit does
         "postprocess": post.to_json() if post is not None else None,
     })
-    for k, w in enumerate(weights):
-        artifacts.write_bytes(tmp / f"fold{k}.safetensors", w.read_bytes())
+    for k in range(n):
+        artifacts.write_bytes(dest / f"fold{k}.safetensors", (runs.fold_dir(cfg, k) / runs.WEIGHTS).read_bytes())
+    return n
+
+
+def run_bundle(cfg: Config) -> Path:
+    """runs/<exp>/bundle/ for an experiment; for a blend, every member's folds and the blend's
+    weights, so predict.py predicts with every member and blends as make blend did."""
+    from .blending import check_blend
+    from .finished import is_blend, saved_config
+    from .stages import load_checked, run_oof
+
+    out = cfg.run_dir / "bundle"
+    tmp = cfg.run_dir / ".bundle.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if is_blend(cfg.runs_dir, cfg.experiment):
+        check_blend(cfg.runs_dir, cfg.experiment)  # every member current, the blend made from them
+        spec = artifacts.read_json(cfg.run_dir / runs.BLEND_JSON)
+        nested = [m for m in spec["members"] if is_blend(cfg.runs_dir, m)]
+        if nested:
+            raise PodiumError(f"blend {cfg.experiment}: member(s) {', '.join(nested)} are blends themselves; a "
+                              "bundle ships the experiments of one blend (blend their experiments directly)")
+        folds = 0
+        for member in spec["members"]:
+            mcfg = saved_config(cfg.runs_dir, member)
+            comp, _ = load_checked(mcfg)
+            folds += _write_experiment(mcfg, comp, tmp / "members" / member)
+        comp, _ = load_checked(cfg)
+        meta = {"classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
+                                       "target_columns": list(comp.target_columns), "target_kind": comp.target_kind}
+        post = runs.read_postprocess(cfg)
+        artifacts.write_json(tmp / "meta.json", {**meta,
+                                                 "postprocess": post.to_json() if post is not None else None})
+        artifacts.write_yaml(tmp / "config.yaml", cfg.model_dump(mode="json"))
+        artifacts.write_json(tmp / runs.BLEND_JSON, spec)
+        what = f"{len(spec['members'])} members' {folds} fold weights, blend.json"
+    else:
+        # Every fold trained and current for this config (a bundle never ships a stale fold's
+        # weights), and the post-processing fitted on their OOF.
+        run_oof(cfg, show=False)
+        comp, _ = load_checked(cfg)
+        what = f"{_write_experiment(cfg, comp, tmp)} fold weights"
     build_wheel(tmp)
     artifacts.write_text(tmp / "predict.py", PREDICT_PY)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
-    print(f"wrote {out}/ ({size:.1f} MB): {len(weights)} fold weights, config.yaml, meta.json, a podium wheel, "
-          f"predict.py", flush=True)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+    print(f"wrote {out}/ ({size:.1f} MB): {what}, config.yaml, meta.json, a podium wheel, predict.py", flush=True)
     return out

@@ -124,9 +124,7 @@ def build_cache(paths: list[str], short_side: int, folder: Path, key: str, worke
         tmp.unlink(missing_ok=True)
         raise
     index = {"version": VERSION, "short_side": short_side, "bytes": offset, "images": entries}
+    # The folder is shared by every experiment on these runs (runs.image_cache_dir): caches of
+    # other data or sizes stay, as another experiment may be using them.
     artifacts.write_json(folder / f"{key}.json", index)
-    for old in folder.glob("*.json"):  # one cache per experiment: drop those of older data/sizes
-        if old.stem != key:
-            old.unlink(missing_ok=True)
-            (folder / f"{old.stem}.bin").unlink(missing_ok=True)
     return ImageCache(bin_path, index)

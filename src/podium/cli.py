@@ -35,8 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     ab = stage("ablate", help="train no tricks / all five / all minus each one on the same folds")
     ab.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 (default: all)")
     ab.add_argument("--nproc", type=int, default=None)
-    stage("report", help="write runs/<exp>/report.html")
-    stage("bundle", help="write runs/<exp>/bundle/ for an offline Kaggle kernel")
+    rp = stage("report", help="write runs/<exp>/report.html")
+    rp.add_argument("--name", default="", help="another run under runs_dir, e.g. a blend")
+    bd = stage("bundle", help="write runs/<exp>/bundle/ for an offline Kaggle kernel")
+    bd.add_argument("--name", default="", help="another run under runs_dir, e.g. a blend")
+    bl = stage("blend", help="join finished runs into runs/<name>/ and submissions/<name>.csv")
+    bl.add_argument("--exps", nargs="+", required=True, help="the runs to blend (experiments or blends)")
+    bl.add_argument("--name", required=True, help="the blend's name")
+    bl.add_argument("--method", default="weights", choices=["weights", "mean", "rank"])
     lb = sub.add_parser("leaderboard", help="every runs/*/cv.json, best first")
     lb.add_argument("--runs-dir", default="runs")
     stage("n-splits", help="print folds.n_splits (for the Makefile)")
@@ -100,11 +106,15 @@ def _run(args) -> int | None:
     elif args.command == "report":
         from .report import run_report
 
-        run_report(cfg)
+        run_report(_named(cfg, args.name))
     elif args.command == "bundle":
         from .bundle import run_bundle
 
-        run_bundle(cfg)
+        run_bundle(_named(cfg, args.name))
+    elif args.command == "blend":
+        from .blending import run_blend
+
+        run_blend(cfg.runs_dir, args.exps, args.name, args.method, cfg.submissions_dir)
     elif args.command == "schedule":
         stages.run_schedule(cfg, args.nproc)
     elif args.command == "ablate":
@@ -116,6 +126,15 @@ def _run(args) -> int | None:
             raise PodiumError(f"FOLDS={args.folds}: expected fold numbers such as 0,1") from None
         run_ablation(cfg, folds, args.nproc)
     return 0
+
+
+def _named(cfg, name: str):
+    """The config run `name` under cfg.runs_dir was made with (a blend's, an experiment's), or cfg."""
+    if not name:
+        return cfg
+    from .finished import saved_config
+
+    return saved_config(cfg.runs_dir, name)
 
 
 if __name__ == "__main__":

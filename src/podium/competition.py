@@ -42,6 +42,7 @@ class Competition:
     prob_columns: list[str]
     target_columns: list[str] = ()  # the target's column(s) in train_csv
     target_kind: str = "column"  # how the target is held: column | one_hot | indicators | tags
+    id_column: str = "id"
 
     @property
     def num_outputs(self) -> int:
@@ -219,7 +220,8 @@ def load_competition(cfg: Config) -> Competition:
         raise PodiumError(f"{train_csv}: a class or label is named {sorted(clash)[0]!r}, which oof.csv needs for "
                           "its own column; rename it")
     return Competition(train=train, test=test, sample=sample, classes=classes, task=data.task, data_dir=root,
-                       prob_columns=prob_columns, target_columns=data.target_columns, target_kind=_target_kind(cfg))
+                       prob_columns=prob_columns, target_columns=data.target_columns, target_kind=_target_kind(cfg),
+                       id_column=data.id_column)
 
 
 # ---------------------------------------------------------------------------------------------

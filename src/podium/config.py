@@ -267,6 +267,23 @@ class SubmissionConfig(_Section):
         "binary/multilabel labels: positive from this probability on"))
 
 
+class DistillConfig(_Section):
+    teacher: str | None = Field(None, description=(
+        "an experiment or blend under `runs_dir` whose out-of-fold predictions become part of each "
+        "training row's target (never its in-fold predictions: those saw the row); null: no distillation"))
+    weight: float = Field(0.5, ge=0, le=1, description=(
+        "the teacher's share of the target: (1 - weight) x truth + weight x the teacher's OOF prediction"))
+
+
+class PseudoConfig(_Section):
+    teacher: str | None = Field(None, description=(
+        "an experiment or blend under `runs_dir` whose test predictions label the test images, which are "
+        "added to every training fold (never to validation, the OOF or a score); null: no pseudo-labels"))
+    threshold: float | None = Field(0.9, gt=0.5, lt=1, description=(
+        "hard pseudo-labels for the test images the teacher is this sure of (every label, for multilabel); "
+        "null: every test image with the teacher's probabilities as a soft target (regression: always)"))
+
+
 class PostprocessConfig(_Section):
     enabled: bool = Field(True, description=(
         "fit on the out-of-fold predictions what the metric rewards, and apply it to the submission: a "
@@ -300,6 +317,8 @@ class Config(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     submission: SubmissionConfig = SubmissionConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    distill: DistillConfig = DistillConfig()
+    pseudo: PseudoConfig = PseudoConfig()
     metric: MetricName = Field("accuracy", description=(
         "the competition metric; decides the best epoch and the CV score: "
         + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))

@@ -29,6 +29,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .competition import Competition, load_competition
 from .config import Config
 from .data import ImageDataset, LoaderState, Normalize
+from .finished import read_finished
 from .losses import smooth, smoothing_used, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
 from .mix import mix, mixing_on
@@ -37,6 +38,7 @@ from .plots import plot_history
 from .predict import predict
 from .provenance import provenance
 from .schedule import lr_scheduler, size_at, updates_per_epoch
+from .teachers import distilled, pseudo_labels, soft_truth
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces the loop uses
@@ -46,9 +48,9 @@ def open_cache(cfg: Config, data_hash: str):
     """The decoded-image cache that `podium train` built before launching."""
     from .cache import ImageCache, cache_key
 
-    found = ImageCache.open(cfg.run_dir / "cache", cache_key(data_hash, cfg.train.image_size))
+    found = ImageCache.open(runs.image_cache_dir(cfg), cache_key(data_hash, cfg.train.image_size))
     if found is None:
-        raise RuntimeError(f"data.cache is on but {cfg.run_dir / 'cache'} holds no cache for this data")
+        raise RuntimeError(f"data.cache is on but {runs.image_cache_dir(cfg)} holds no cache for this data")
     return found
 
 
@@ -177,6 +179,7 @@ class FoldData:
     valid_loader: DataLoader
     test_loader: DataLoader
     target_scale: tuple[float, float] | None = None  # regression: (mean, std) the head learns in
+    pseudo_rows: int = 0  # test images at the end of train_df, labelled by a teacher (pseudo.teacher)
 
     def unscale(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs in the target's units (regression); probabilities pass unchanged."""
@@ -229,10 +232,11 @@ def start_accelerator(cfg: Config, expected_processes: int | None) -> Accelerato
 def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> FoldData:
     folds = pd.read_csv(runs.folds_csv(cfg), dtype={cfg.data.id_column: str})
     fold_of = comp.train[cfg.data.id_column].map(dict(zip(folds[cfg.data.id_column], folds["fold"], strict=True)))
-    train_df = comp.train[fold_of != fold].reset_index(drop=True)
-    valid_df = comp.train[fold_of == fold].reset_index(drop=True)
-
+    in_train = (fold_of != fold).to_numpy()
+    train_df = comp.train[in_train].reset_index(drop=True)
+    valid_df = comp.train[~in_train].reset_index(drop=True)
     train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
+    train_df, train_y, pseudo = taught(cfg, comp, in_train, train_df, train_y)
     # A regression head learns the target standardized by the training rows' mean and std (a 1-100
     # score then starts where a fresh head's outputs are); predictions are mapped back (unscale).
     scale = (float(train_y.mean()), float(train_y.std()) or 1.0) if comp.task == "regression" else None
@@ -260,7 +264,29 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
                               generator=torch.Generator().manual_seed(seed), **loader_kw)
     test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=pin,
                              generator=torch.Generator().manual_seed(seed))
-    return FoldData(train_df, valid_df, valid_y, state, train_loader, valid_loader, test_loader, scale)
+    return FoldData(train_df, valid_df, valid_y, state, train_loader, valid_loader, test_loader, scale, pseudo)
+
+
+def taught(cfg: Config, comp: Competition, in_train: np.ndarray, train_df: pd.DataFrame,
+           train_y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The training rows and targets with a teacher's part: distillation mixes each training row's
+    truth with the teacher's out-of-fold prediction of that row; pseudo-labelling appends test
+    images with the teacher's test predictions as targets. Validation rows are never touched."""
+    if not (cfg.distill.teacher or cfg.pseudo.teacher):
+        return train_df, train_y, 0
+    train_y = soft_truth(train_y, comp.task, comp.num_outputs)
+    if cfg.distill.teacher:
+        teacher = read_finished(cfg.runs_dir, cfg.distill.teacher)
+        train_y = distilled(train_y, teacher.oof[in_train], cfg.distill.weight)
+    pseudo = 0
+    if cfg.pseudo.teacher:
+        teacher = read_finished(cfg.runs_dir, cfg.pseudo.teacher)
+        keep, targets = pseudo_labels(teacher.test, comp.task, cfg.pseudo.threshold)
+        extra = comp.test[keep].reset_index(drop=True)
+        train_df = pd.concat([train_df, extra], ignore_index=True)
+        train_y = np.concatenate([train_y, targets.reshape((len(targets), *train_y.shape[1:]))])
+        pseudo = len(extra)
+    return train_df, train_y, pseudo
 
 
 def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: FoldData) -> tuple[Step, FoldData]:
@@ -380,7 +406,8 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
     if main:
         write_start(cfg, fold, accelerator, inputs, state, resume)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
-        print(f"fold {fold}: {len(data.train_df)} train / {len(data.valid_df)} valid rows, "
+        pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
+        print(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from . import __version__, artifacts
+from .blend import blend
 from .competition import Competition, image_paths, read_csv
 from .config import config_from_dict
 from .data import ImageDataset, Normalize
@@ -34,11 +35,12 @@ class _DecodeForSize:
         return decode_for_size(path, self.size)
 
 
-def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | None = None) -> Path:
-    tree = yaml.safe_load((bundle / "config.yaml").read_text())
+def _load(folder: Path, data_dir: Path):
+    """(config, competition, meta, post-processing) of a bundle folder, for `data_dir`."""
+    tree = yaml.safe_load((folder / "config.yaml").read_text())
     tree["data"]["dir"] = str(data_dir)
     cfg = config_from_dict(tree)
-    meta = json.loads((bundle / "meta.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text())
     data, id_col = cfg.data, cfg.data.id_column
     sample = read_csv(data_dir / data.sample_submission, id_col, [])
     # No test.csv in the competition: the sample submission's ids are the test rows.
@@ -47,33 +49,49 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     test = test.assign(path=image_paths(test, data.test_images, "data.test_images", test_csv, data_dir))
     comp = Competition(train=pd.DataFrame(), test=test, sample=sample, classes=meta["classes"], task=meta["task"],
                        data_dir=data_dir, prob_columns=meta["prob_columns"], target_columns=meta["target_columns"],
-                       target_kind=meta["target_kind"])
+                       target_kind=meta["target_kind"], id_column=id_col)
     post = Fitted.from_json(meta["postprocess"]) if meta.get("postprocess") else None
+    return cfg, comp, meta, post
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> np.ndarray:
+    """An experiment's test predictions (test rows, C): the mean of its folds, as make submit takes it."""
+    cfg, comp, meta, _ = _load(folder, data_dir)
     size = cfg.train.image_size
     cache = _DecodeForSize(size) if cfg.data.cache else None
-    ds = ImageDataset(test["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid", False, cache)
+    ds = ImageDataset(comp.test["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid", False, cache)
     loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
                         num_workers=cfg.train.num_workers)
     model = create_model(cfg.model, comp.num_outputs).to(device).eval()
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, device)
     total = None
-    print(f"podium {__version__} from {Path(__file__).resolve().parent}; {meta['folds']} folds on {device}",
-          flush=True)
     for k in range(meta["folds"]):
-        model.load_state_dict(load_file(str(bundle / f"fold{k}.safetensors")))
+        model.load_state_dict(load_file(str(folder / f"fold{k}.safetensors")))
         parts = []
         with torch.no_grad():
             for images, _, _ in loader:
                 _, p = forward_probs(model, normalize(images), comp.task, cfg.predict.tta_hflip)
                 parts.append(p.float().cpu())
-        probs = torch.cat(parts).numpy().reshape(len(test), -1).astype(np.float64)
+        probs = torch.cat(parts).numpy().reshape(len(comp.test), -1).astype(np.float64)
         scale = meta["target_scales"][k]
         if scale is not None:  # a regression head's outputs, back in the target's units
             probs = probs * scale[1] + scale[0]
         total = probs if total is None else total + probs
-    mean = pd.DataFrame(total / meta["folds"], index=test[id_col].to_numpy(), columns=comp.prob_columns)
+    return total / meta["folds"]
+
+
+def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | None = None) -> Path:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg, comp, _, post = _load(bundle, data_dir)
+    print(f"podium {__version__} from {Path(__file__).resolve().parent}; on {device}", flush=True)
+    spec_path = bundle / "blend.json"
+    if spec_path.is_file():  # a blend: every member predicts, then the blend's weights join them
+        spec = json.loads(spec_path.read_text())
+        parts = [_fold_mean(bundle / "members" / m, data_dir, batch_size, device) for m in spec["members"]]
+        probs = blend(parts, spec["weights"], spec["method"])
+    else:
+        probs = _fold_mean(bundle, data_dir, batch_size, device)
+    mean = pd.DataFrame(probs, index=comp.test[cfg.data.id_column].to_numpy(), columns=comp.prob_columns)
     sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
     print(f"wrote {out}: {len(sub)} rows", flush=True)

@@ -20,10 +20,11 @@ def leaderboard(runs_dir: Path) -> pd.DataFrame:
             continue
         run = path.parent
         done = sum(1 for k in range(cv["folds"]) if (run / f"fold{k}" / "train.done.json").is_file())
+        blend = cv.get("blend")
         rows.append({
             "experiment": cv.get("experiment", run.name), "metric": cv["metric"],
             "cv_mean": cv["mean"], "cv_std": cv["std"], "oof_score": cv["score"],
-            "folds_done": f"{done}/{cv['folds']}",
+            "folds_done": f"blend of {len(blend['members'])}" if blend else f"{done}/{cv['folds']}",
             "date": dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
         })
     table = pd.DataFrame(rows, columns=["experiment", "metric", "cv_mean", "cv_std", "oof_score", "folds_done",

@@ -19,6 +19,8 @@ from timm.loss import SoftTargetCrossEntropy
 def soft_targets(y: torch.Tensor, task: str, num_outputs: int) -> torch.Tensor:
     """Labels as rows of probabilities: one-hot (multiclass), (n, 1) (binary), (n, L) (multilabel);
     a regression target as (n, 1) values."""
+    if y.dim() == 2:  # already rows of probabilities (a teacher's part: teachers.py)
+        return y.float()
     if task == "multiclass":
         return F.one_hot(y, num_outputs).float()
     if task in ("binary", "regression"):

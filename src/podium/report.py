@@ -76,12 +76,18 @@ def run_report(cfg: Config) -> Path:
     from sklearn.metrics import confusion_matrix
 
     from . import plots
+    from .blending import check_blend
+    from .finished import is_blend
     from .stages import load_checked, run_oof
 
     run = cfg.run_dir
     # The OOF stage refuses folds that are not current for this config and is skipped when its
     # files are up to date: the page always shows the folds this config trained.
-    cv = run_oof(cfg)
+    if is_blend(cfg.runs_dir, cfg.experiment):  # refused unless every member is current
+        check_blend(cfg.runs_dir, cfg.experiment)
+        cv = artifacts.read_json(run / "cv.json")
+    else:
+        cv = run_oof(cfg)
     comp, _ = load_checked(cfg)
     cols = comp.prob_columns
     oof = pd.read_csv(run / runs.OOF_CSV, dtype={cfg.data.id_column: str})
@@ -129,6 +135,14 @@ def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -
     rel = lambda p: Path(p).relative_to(run).as_posix()  # noqa: E731
     fold_rows = "".join(f"<tr><td>{k}</td><td>{s:.5f}</td></tr>" for k, s in enumerate(cv["fold_scores"]))
     others = "".join(f"<tr><td>{esc(k)}</td><td>{v:.5f}</td></tr>" for k, v in cv["other_metrics"].items())
+    blended = cv.get("blend")
+    blend_html = "" if blended is None else (
+        f"<h2>Blend ({esc(blended['method'])})</h2><table><tr><th>member</th><th>weight</th>"
+        f"<th>{esc(cv['metric'])} alone</th></tr>"
+        + "".join(f"<tr><td>{esc(m)}</td><td>{w:.3f}</td><td>{s:.5f}</td></tr>" for m, w, s in
+                  zip(blended["members"], blended["weights"], blended["member_scores"], strict=True))
+        + f"</table><p>Blended: {blended['score_without_postprocess']:.5f} nested (weights fitted on the other "
+        f"folds for each fold), {blended['score_in_sample']:.5f} in-sample (optimistic).</p>")
     post = cv.get("postprocess")
     post_html = "<p>None fitted: the metric scores the predictions as they are.</p>" if post is None else (
         f"<p>{esc(post['kind'])} fitted on the out-of-fold predictions, applied to the submission: "
@@ -164,6 +178,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 <h2>Cross-validation</h2>
 <table><tr><th>fold</th><th>{esc(cv['metric'])}</th></tr>{fold_rows}</table>
 <table><tr><th>other OOF metric (no post-processing)</th><th>value</th></tr>{others}</table>
+{blend_html}
 <h2>Post-processing</h2>{post_html}
 <h2>Figures</h2>{figs}
 <h2>Most confidently wrong out-of-fold images</h2>{cards}

@@ -35,6 +35,7 @@ HISTORY_PNG = "history.png"
 CONFIG_YAML = "config.yaml"
 WORKER_JSON = "worker.json"
 POSTPROCESS_JSON = "postprocess.json"  # the run's: what make oof fitted on the whole OOF
+BLEND_JSON = "blend.json"  # a blend's run folder: its members, method and weights
 CHECKPOINTS = "checkpoint"
 TRAIN_STAGE = "train"
 
@@ -45,6 +46,20 @@ NOT_TRAINING = ("experiment", "runs_dir", "submissions_dir", "submission", "post
 
 # The config keys that decide the folds; changing e.g. the epochs must not reshuffle them.
 FOLD_SECTIONS = ("seed", "data", "folds")
+
+
+def shared_dir(cfg: Config) -> Path:
+    """`<runs_dir>/.cache/`: what experiments on the same images share (the decoded-image cache,
+    the per-image check results), so a second experiment or seed decodes nothing again."""
+    return Path(cfg.runs_dir) / ".cache"
+
+
+def image_cache_dir(cfg: Config) -> Path:
+    return shared_dir(cfg) / "images"
+
+
+def image_check_file(cfg: Config) -> Path:
+    return shared_dir(cfg) / "image-check.json"
 
 
 def fold_dir(cfg: Config, fold: int) -> Path:
@@ -76,10 +91,14 @@ def training_config(cfg: Config) -> dict[str, object]:
     return flat_config({k: dumped[k] for k in training_sections(cfg)})
 
 
-def train_inputs(cfg: Config, fold: int, data_hash: str) -> dict[str, str]:
-    """What a trained fold depends on; its done-record holds these and is current while they match."""
-    return {"config": config_hash(cfg, training_sections(cfg)), "folds": artifacts.file_hash(folds_csv(cfg)),
-            "data": data_hash, "fold": str(fold)}
+def train_inputs(cfg: Config, fold: int, data_hash: str, teachers: str = "") -> dict[str, str]:
+    """What a trained fold depends on; its done-record holds these and is current while they match.
+    `teachers`: a digest of the distillation / pseudo-label teachers' predictions, when there are any."""
+    inputs = {"config": config_hash(cfg, training_sections(cfg)), "folds": artifacts.file_hash(folds_csv(cfg)),
+              "data": data_hash, "fold": str(fold)}
+    if teachers:
+        inputs["teachers"] = teachers
+    return inputs
 
 
 def mark_trained(cfg: Config, fold: int, inputs: dict[str, str], info: dict) -> None:
@@ -121,7 +140,7 @@ def config_differences(then: dict[str, object], now: dict[str, object]) -> list[
     return [k for k in sorted(set(then) | set(now)) if then.get(k, "<unset>") != now.get(k, "<unset>")]
 
 
-def stale_reason(cfg: Config, fold: int, data_hash: str) -> str | None:
+def stale_reason(cfg: Config, fold: int, data_hash: str, teachers: str = "") -> str | None:
     """None when fold `fold` is trained and current for this config and data; else why not, in
     one line that names the fold, what differs, and what to do."""
     out = fold_dir(cfg, fold)
@@ -132,7 +151,7 @@ def stale_reason(cfg: Config, fold: int, data_hash: str) -> str | None:
         if (out / OOF_CSV).exists() or (out / CONFIG_YAML).exists():
             return f"fold {fold} did not finish training (no {out}/train.done.json): run {retrain}"
         return f"fold {fold} is not trained ({out}/ has no train.done.json): run {retrain} (or make cv)"
-    saved, now = record.get("inputs", {}), train_inputs(cfg, fold, data_hash)
+    saved, now = record.get("inputs", {}), train_inputs(cfg, fold, data_hash, teachers)
     if saved.get("config") != now["config"]:
         then = _trained_with(cfg, fold, record)
         if then is None:
@@ -147,6 +166,9 @@ def stale_reason(cfg: Config, fold: int, data_hash: str) -> str | None:
                 f"or use the config it was trained with ({out / CONFIG_YAML})")
     if saved.get("folds") != now["folds"]:
         return f"fold {fold} was trained on another {folds_csv(cfg)} than the one there now: retrain it ({retrain})"
+    if saved.get("teachers") != now.get("teachers"):
+        names = ", ".join(sorted({t for t in (cfg.distill.teacher, cfg.pseudo.teacher) if t}))
+        return f"fold {fold} was trained on other predictions of its teacher ({names}): retrain it ({retrain})"
     if saved.get("data") != now["data"]:
         return (f"fold {fold} was trained on other competition data (CSV files or images in {cfg.data.dir} "
                 f"changed since): retrain it ({retrain})")
@@ -159,10 +181,10 @@ def stale_reason(cfg: Config, fold: int, data_hash: str) -> str | None:
     return None
 
 
-def check_folds(cfg: Config, folds: list[int], data_hash: str) -> None:
+def check_folds(cfg: Config, folds: list[int], data_hash: str, teachers: str = "") -> None:
     """Refuse, in one line, if any of `folds` is not trained and current."""
     for k in folds:
-        why = stale_reason(cfg, k, data_hash)
+        why = stale_reason(cfg, k, data_hash, teachers)
         if why is not None:
             raise PodiumError(why)
 

@@ -19,6 +19,7 @@ from .checkpoint import FoldLock, find_resumable
 from .competition import Competition, check_images, load_competition
 from .config import Config, config_from_dict, config_hash
 from .errors import PodiumError
+from .finished import Finished, is_blend, read_finished, same_competition, saved_config
 
 
 def _out(msg: str) -> None:
@@ -79,14 +80,14 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
         from .cache import build_cache, cache_key
 
         paths = [str(p) for p in (*comp.train["path"], *comp.test["path"])]
-        build_cache(paths, cfg.train.image_size, cfg.run_dir / "cache", cache_key(data_hash, cfg.train.image_size))
+        build_cache(paths, cfg.train.image_size, runs.image_cache_dir(cfg), cache_key(data_hash, cfg.train.image_size))
     return comp, data_hash
 
 
 def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:
     """A content hash of the competition's CSV files and every image (each image checked to
     decode; unchanged files are known by their size and mtime, so this is cheap after the first run)."""
-    cache_file = cfg.run_dir / "image-check.json"
+    cache_file = runs.image_check_file(cfg)
     images_hash, checked = check_images(comp, cache_file)
     artifacts.write_json(cache_file, checked)
     return artifacts.text_hash(csv_hash, images_hash)
@@ -94,12 +95,44 @@ def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:
 
 def load_current(cfg: Config, folds: list[int]) -> Competition:
     """The competition, after checking that each of `folds` is trained and current for this
-    config, folds.csv and data (a one-line refusal naming the fold and what differs otherwise)."""
+    config, folds.csv, data and teachers (a one-line refusal naming the fold and what differs)."""
     comp, csv_hash = load_checked(cfg)
     if not runs.folds_csv(cfg).is_file():
         raise PodiumError(f"{runs.folds_csv(cfg)} not found: run make folds and make cv first")
-    runs.check_folds(cfg, folds, data_fingerprint(cfg, comp, csv_hash))
+    runs.check_folds(cfg, folds, data_fingerprint(cfg, comp, csv_hash), teacher_digest(cfg, comp))
     return comp
+
+
+# ---------------------------------------------------------------------------------------------
+# Finished runs: an experiment whose folds are all current, or a blend of such. What a blend joins
+# and what a student learns from (distillation, pseudo-labels).
+
+
+def finished_run(runs_dir: str | Path, name: str) -> Finished:
+    """Experiment or blend `name` under `runs_dir`, refused unless every fold (or member) is
+    trained and current; an experiment's OOF scored (make oof) if that was not done yet."""
+    if is_blend(runs_dir, name):
+        from .blending import check_blend
+
+        check_blend(runs_dir, name)
+    else:
+        cfg = saved_config(runs_dir, name)
+        run_oof(cfg, show=False)  # refuses folds that are not current; skipped when up to date
+    return read_finished(runs_dir, name)
+
+
+def teacher_digest(cfg: Config, comp: Competition) -> str:
+    """A digest of the teachers' predictions a student trains on ("" without teachers); checks
+    each teacher is finished and of this competition."""
+    parts = []
+    for key, name in (("distill.teacher", cfg.distill.teacher), ("pseudo.teacher", cfg.pseudo.teacher)):
+        if name == cfg.experiment:
+            raise PodiumError(f"config key '{key}': {name} is this experiment; a teacher is another run")
+        if name:
+            teacher = finished_run(cfg.runs_dir, name)
+            same_competition(teacher.comp, comp, f"config key '{key}': teacher {name} and this experiment")
+            parts.append(f"{key}={teacher.digest}")
+    return artifacts.text_hash(*parts) if parts else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +173,12 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
     argv, env, expected = launch_command(["train-worker", str(job_file)], nproc, fold, accelerate_config, port,
                                          pin_gpu=pin_gpu)
     comp, data_hash = preflight(cfg, processes=expected or 1)
+    teachers = teacher_digest(cfg, comp)
     run_folds(cfg, comp)
-    if not fresh and runs.stale_reason(cfg, fold, data_hash) is None:
+    if not fresh and runs.stale_reason(cfg, fold, data_hash, teachers) is None:
         _out(f"{out} is up to date (FRESH=1 trains it again)")
         return 0
-    inputs = runs.train_inputs(cfg, fold, data_hash)
+    inputs = runs.train_inputs(cfg, fold, data_hash, teachers)
     with FoldLock(out):
         ckpt_root = out / runs.CHECKPOINTS
         if fresh:
@@ -203,7 +237,7 @@ def postprocess_kind(cfg: Config, comp: Competition) -> str:
     return kind_for(comp.task, cfg.metric) if cfg.postprocess.enabled else "none"
 
 
-def run_oof(cfg: Config) -> dict:
+def run_oof(cfg: Config, show: bool = True) -> dict:
     """Join the folds' out-of-fold predictions (each train row exactly once) and score them.
     Every fold must be trained and current for this config (runs.check_folds).
 
@@ -227,8 +261,9 @@ def run_oof(cfg: Config) -> dict:
               **{f"fold{k}": artifacts.file_hash(p) for k, p in enumerate(paths)}}
     if artifacts.is_up_to_date(cfg.run_dir, "oof", inputs):
         cv = artifacts.read_json(out_json)
-        _out(f"{out_json} is up to date")
-        print_cv(cv)
+        if show:
+            _out(f"{out_json} is up to date")
+            print_cv(cv)
         return cv
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
@@ -257,7 +292,8 @@ def run_oof(cfg: Config) -> dict:
     artifacts.write_csv(out_csv, oof)
     artifacts.write_json(out_json, cv)
     artifacts.mark_done(cfg.run_dir, "oof", inputs, outputs)
-    print_cv(cv)
+    if show:
+        print_cv(cv)
     return cv
 
 
