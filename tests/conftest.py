@@ -98,3 +98,9 @@ def podium(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int =
 def competition(tmp_path):
     root, _ = write_competition(tmp_path / "comp")
     return root
+
+
+def ok(out: subprocess.CompletedProcess) -> str:
+    """The stdout of a podium call that must succeed; its output tails when it did not."""
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout

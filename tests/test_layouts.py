@@ -16,7 +16,7 @@ import yaml
 
 from podium.cli import main
 
-from conftest import pattern_image, podium
+from conftest import ok, pattern_image, podium
 
 TAGS = {0: "clear primary", 1: "cloudy", 2: "clear primary water"}  # Planet-style tag strings
 
@@ -89,21 +89,16 @@ def _config(tmp_path, name, tree):
     return path
 
 
-def _ok(out):
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pawpularity", "aptos", "planet", "plant_pathology", "label_columns", "cassava"])
 def test_layout_end_to_end(tmp_path, name):
     tree, sample = _layout(tmp_path / "comp", name, np.random.default_rng(3))
     config = _config(tmp_path, name, tree)
-    _ok(podium("check", "--config", str(config)))
+    ok(podium("check", "--config", str(config)))
     for fold in range(2):
-        _ok(podium("train", "--config", str(config), "--fold", str(fold)))
-    cv_out = _ok(podium("oof", "--config", str(config)))
-    _ok(podium("submit", "--config", str(config)))
+        ok(podium("train", "--config", str(config), "--fold", str(fold)))
+    cv_out = ok(podium("oof", "--config", str(config)))
+    ok(podium("submit", "--config", str(config)))
     run = tmp_path / "runs" / name
     cv = json.loads((run / "cv.json").read_text())
     train = pd.read_csv(tmp_path / "comp" / tree["data"].get("train_csv", "train.csv"), dtype={sample.columns[0]: str})
@@ -146,9 +141,9 @@ def test_layout_end_to_end(tmp_path, name):
     if name in ("aptos", "planet"):
         # the report shows the post-processing; the offline bundle applies it (and a regression
         # head's scale) exactly as make submit does, from a copy away from the repo
-        _ok(podium("report", "--config", str(config)))
+        ok(podium("report", "--config", str(config)))
         assert "Post-processing" in (run / "report.html").read_text()
-        _ok(podium("bundle", "--config", str(config)))
+        ok(podium("bundle", "--config", str(config)))
         away = tmp_path / "kernel"
         shutil.copytree(run / "bundle", away)
         out_file = tmp_path / "bundle_submission.csv"

@@ -90,6 +90,7 @@ def _run(args) -> int | None:
         from .submission import submission_kind
 
         comp, _ = stages.preflight(cfg)
+        stages.teacher_digest(cfg, comp)  # a teacher that is missing, stale or of another competition
         what = {"multiclass": "classes", "binary": "classes", "multilabel": "labels"}.get(comp.task)
         outputs = f"{len(comp.prob_columns)} {what}" if what else "one value per image"
         print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {comp.task}: {outputs}; "

@@ -82,7 +82,8 @@ class DataConfig(_Section):
     test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
     cache: bool = Field(False, description=(
         "decode every image once, its shorter side shrunk to `train.image_size`, into a memory-mapped "
-        "cache under `<run>/cache/` shared by all folds, epochs and workers (see Speed); costs about "
+        "cache under `<runs_dir>/.cache/images/` shared by all folds, epochs, workers and experiments on "
+        "the same images (see Speed); costs about "
         "images x size² x 3 bytes of disk"))
 
     @model_validator(mode="after")
@@ -132,6 +133,11 @@ class ModelConfig(_Section):
     pretrained_file: str | None = Field(None, description=(
         "local weights (safetensors, .pth, .bin) for the model; null trains from scratch"))
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    # Stochastic depth (Huang et al. 2016); timm ramps the rate up block by block to this value.
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "stochastic depth: the chance that the last residual block is skipped in a training step, ramped up "
+        "from 0 at the first block (timm's); 0.1-0.2 is common when fine-tuning, more for long runs and large "
+        "models; 0 turns it off. Refused for a model without drop path"))
 
 
 class TrainConfig(_Section):
@@ -142,7 +148,10 @@ class TrainConfig(_Section):
     image_size: int = Field(32, ge=8, description="training and inference size (square)")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description=(
         "`adamw` (torch's fused kernel where the device has one) or `sgd` (Nesterov momentum)"))
-    weight_decay: float = Field(0.05, ge=0, description="the optimizer's weight decay")
+    # Never on biases and normalization weights (He et al. 2019, "Bag of Tricks"): timm's factory.
+    weight_decay: float = Field(0.05, ge=0, description=(
+        "the optimizer's weight decay, on weights of 2 or more dimensions only (biases and normalization "
+        "weights get none)"))
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     grad_accum: int = Field(1, ge=1, description="batches per optimizer update")
     clip_grad_norm: float | None = Field(None, gt=0, description=(
@@ -161,6 +170,22 @@ class TrainConfig(_Section):
     ema_decay: float = Field(0.998, gt=0, lt=1, description="the EMA's decay per optimizer update")
     ema_warmup: bool = Field(True, description="ramp the EMA decay up at the start so early averages don't lag")
     num_workers: int = Field(2, ge=0, description="data-loading processes per training process")
+    # Fine-tuning a pretrained model. Off by default: a model trained from scratch gains nothing from them.
+    layer_decay: float | None = Field(None, gt=0, le=1, description=(
+        "layer-wise lr decay (BEiT; timm's): the top layer group and the classifier train at the scheduled lr, "
+        "each group below at `layer_decay` times the one above; 0.65-0.85 when fine-tuning a pretrained "
+        "transformer; null: one lr for all. Needs a model with timm's `group_matcher` (checked)"))
+    grad_checkpointing: bool = Field(False, description=(
+        "recompute activations in the backward pass instead of keeping them: far less memory (a larger "
+        "batch or image on the same GPU) at the cost of a second forward pass; the model must support it (checked)"))
+    freeze_epochs: int = Field(0, ge=0, description=(
+        "train only the classifier (`model.get_classifier()`) for the first N epochs, the rest of the "
+        "model frozen, then everything; lets a new random head settle before it sends gradients into "
+        "pretrained features. 0: no freezing"))
+    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description=(
+        "`shuffle` (every training row once per epoch) or `balanced` (as many rows per epoch, each drawn with "
+        "replacement with probability ∝ 1 / its class's count, so every class comes equally often); "
+        "multiclass and binary only"))
 
 
 class SchedulerConfig(_Section):
@@ -194,6 +219,10 @@ class LossConfig(_Section):
     label_smoothing: float = Field(0.1, ge=0, lt=1, description=(
         "ε (Szegedy et al. 2016): targets (1-ε) y + ε/K for softmax, (1-ε) y + ε/2 for sigmoid "
         "outputs; 0 turns it off"))
+    focal_gamma: float = Field(0.0, ge=0, description=(
+        "γ of the focal loss (Lin et al. 2017): each class's cross-entropy term weighted by (1 - p)^γ, so "
+        "examples the model already gets right count less; 2 is the paper's; 0 is the plain cross-entropy "
+        "(softmax) or binary cross-entropy (sigmoid). Classification only"))
 
 
 class ResizeConfig(_Section):
@@ -338,6 +367,10 @@ class Config(_Section):
             fits = [name for name, m in METRICS.items() if self.data.task in m.tasks]
             problems.append(f"metric: {self.metric} is not defined for a {self.data.task} task "
                             f"(one of: {', '.join(fits)})")
+        if self.train.sampler == "balanced" and self.data.task not in ("multiclass", "binary"):
+            problems.append(f"train.sampler: balanced needs a multiclass or binary task, not {self.data.task}")
+        if self.loss.focal_gamma > 0 and self.data.task == "regression":
+            problems.append("loss.focal_gamma: the focal loss is for classification, not a regression task")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -19,7 +19,7 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from .config import AugmentConfig
 from .errors import PodiumError
@@ -137,3 +137,40 @@ class ImageDataset(Dataset):
         x = tf(image=image)["image"]
         y = self.targets[i] if self.targets is not None else 0
         return x, y, i
+
+
+def class_index(targets: np.ndarray, task: str) -> np.ndarray:
+    """Each training row's class (multiclass, binary): its label, or the most likely class of a
+    soft target row (a teacher's: distillation, pseudo-labels)."""
+    y = np.asarray(targets)
+    if task == "binary":
+        return (y.reshape(len(y), -1)[:, 0] >= 0.5).astype(np.int64)
+    return (y.argmax(axis=1) if y.ndim == 2 else y).astype(np.int64)
+
+
+class BalancedSampler(Sampler[int]):
+    """`train.sampler: balanced`: as many draws per epoch as there are rows, with replacement, row i
+    with probability (1 / count of its class) / (number of classes), so each class is drawn
+    equally often in expectation: rare classes repeat, common ones are subsampled.
+
+    The draws are a function of (seed, epoch) alone (`set_epoch`, called by the loop before each
+    epoch): every process draws the same order and Accelerate shards its batches, and a resumed
+    run draws what the uninterrupted one did.
+    """
+
+    def __init__(self, classes: np.ndarray, seed: int):
+        classes = np.asarray(classes, dtype=np.int64)
+        self.weights = torch.as_tensor(1.0 / np.bincount(classes)[classes], dtype=torch.float64)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        draws = torch.multinomial(self.weights, len(self.weights), replacement=True,
+                                  generator=torch.Generator().manual_seed(seed))
+        yield from draws.tolist()

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from safetensors.torch import save as safetensors_bytes
+from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -28,12 +29,12 @@ from . import artifacts, runs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .competition import Competition, load_competition
 from .config import Config
-from .data import ImageDataset, LoaderState, Normalize
+from .data import BalancedSampler, ImageDataset, LoaderState, Normalize, class_index
 from .finished import read_finished
 from .losses import smooth, smoothing_used, soft_targets, train_loss_fn
 from .metrics import is_better, score_all
 from .mix import mix, mixing_on
-from .models import create_model
+from .models import backbone_parameters, create_model
 from .plots import plot_history
 from .predict import predict
 from .provenance import provenance
@@ -74,19 +75,41 @@ def resolve_precision(cfg: Config) -> str:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW or SGD (Nesterov) over the model's parameters, already on their device.
+    """AdamW or SGD (Nesterov) from timm's factory over the model's parameters, already on their
+    device, in groups: weight decay only on parameters of 2 or more dimensions, none on biases and
+    normalization weights (filter_bias_and_bn; He et al. 2019). With `train.layer_decay`, timm makes
+    one group per layer (its group_matcher) with an `lr_scale` that the scheduler multiplies the
+    lr by: 1 at the top, `layer_decay` times less for each layer below.
 
     AdamW runs its fused kernel where torch has one for the device: one kernel for all
     parameters instead of a loop over tensors (on a CPU, a resnet18 update takes about a fifth
     of the time). It matters most for small images, where the update is a large share of a step.
     """
-    params, lr, wd = list(model.parameters()), cfg.train.lr, cfg.train.weight_decay
-    if cfg.train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=wd, nesterov=True)
+    t = cfg.train
+    groups = dict(lr=t.lr, weight_decay=t.weight_decay, filter_bias_and_bn=True, layer_decay=t.layer_decay)
+    if t.optimizer == "sgd":
+        return create_optimizer_v2(model, "sgd", momentum=t.momentum, nesterov=t.momentum > 0, **groups)
     try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True)
+        return create_optimizer_v2(model, "adamw", fused=True, **groups)
     except RuntimeError:  # no fused kernel for this device in this torch
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return create_optimizer_v2(model, "adamw", **groups)
+
+
+def scheduled_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The schedule's lr now (a layer-decayed group runs at it times its `lr_scale`)."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("lr_scale", 1.0)
+
+
+def freeze(params: list[torch.nn.Parameter], frozen: bool) -> None:
+    """Freeze or free `params` (the backbone during `train.freeze_epochs`). A frozen parameter
+    gets no gradient, and torch's optimizers skip every parameter whose .grad is None: no update,
+    no weight decay, no moments; its optimizer state starts when it is freed. BatchNorm running
+    statistics still follow the data (the model is in train mode)."""
+    for p in params:
+        p.requires_grad_(not frozen)
+        if frozen:
+            p.grad = None
 
 
 @dataclass
@@ -102,6 +125,7 @@ class Step:
     normalize: Normalize
     loss_fn: torch.nn.Module
     ema: ModelEmaV3 | None = None
+    backbone: list[torch.nn.Parameter] = field(default_factory=list)  # frozen for train.freeze_epochs
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -140,8 +164,8 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
             loss = step.loss_fn(logits.float(), target)
             accelerator.backward(loss)
             if accelerator.sync_gradients:  # this batch completes an optimizer update
-                step.scheduler.step_update(update)
-                lr = optimizer.param_groups[0]["lr"]
+                step.scheduler.step_update(update)  # every group: the schedule's lr x its lr_scale
+                lr = scheduled_lr(optimizer)
                 if cfg.train.clip_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
             optimizer.step()
@@ -154,7 +178,7 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
         seen += len(y)
         if not bar.disable and i % 10 == 0:  # .item() waits for the GPU: not every batch
             rate = len(y) * (i + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduled_lr(optimizer):.2e}",
                             size=images.shape[-1], img_s=f"{rate:.0f}")
     if len(sizes_seen) != 1:
         raise RuntimeError(f"training batches of one epoch came in sizes {sorted(sizes_seen)}, expected one")
@@ -220,6 +244,9 @@ def start_accelerator(cfg: Config, expected_processes: int | None) -> Accelerato
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         log_with=cfg.log_with,  # TensorBoard / Weights & Biases through accelerate, off by default
         project_dir=str(cfg.run_dir / "logs"),
+        # A frozen backbone gets no gradients; DistributedDataParallel fails on that unless told to
+        # look for unused parameters (an extra pass over the autograd graph each step, so only then).
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_epochs > 0)],
     )
     if expected_processes is not None and accelerator.num_processes != expected_processes:
         raise RuntimeError(
@@ -257,8 +284,12 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     loader_kw = dict(num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
     # drop_last: every training batch is full, so batch statistics and mixing never see a
     # batch of one, and every process does the same number of updates.
-    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(seed), **loader_kw)
+    # The balanced sampler's order is a function of (seed, epoch); every process draws the same and
+    # Accelerate gives each its share of the batches, as it does with the shuffled order.
+    order = dict(shuffle=True) if cfg.train.sampler == "shuffle" else \
+        dict(sampler=BalancedSampler(class_index(train_y, comp.task), seed))
+    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, drop_last=True,
+                              generator=torch.Generator().manual_seed(seed), **order, **loader_kw)
     pred_bs = cfg.predict.batch_size or 2 * cfg.train.batch_size
     valid_loader = DataLoader(valid_ds, batch_size=pred_bs, shuffle=False,
                               generator=torch.Generator().manual_seed(seed), **loader_kw)
@@ -294,13 +325,17 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
     Call after seeding: the seed decides the initial weights, the same on every process."""
     use_cpu = not torch.cuda.is_available()
     model = create_model(cfg.model, comp.num_outputs)
+    if cfg.train.grad_checkpointing:  # the model supports it: checked before launch (stages.preflight)
+        model.set_grad_checkpointing(True)
     if not use_cpu:
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, channels_last)
-    optimizer = build_optimizer(model.to(accelerator.device), cfg)
+    model = model.to(accelerator.device)
+    optimizer = build_optimizer(model, cfg)  # while every parameter trains: timm groups only those
+    backbone = backbone_parameters(model) if cfg.train.freeze_epochs else []
     model, optimizer, train_loader, valid_loader, test_loader = accelerator.prepare(
         model, optimizer, data.train_loader, data.valid_loader, data.test_loader
     )
@@ -314,7 +349,8 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
                      use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
     per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
     scheduler = lr_scheduler(optimizer, cfg, per_epoch)
-    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, train_loss_fn(comp.task), ema)
+    loss_fn = train_loss_fn(comp.task, cfg.loss.focal_gamma)
+    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn, ema, backbone)
     return step, data
 
 
@@ -423,6 +459,10 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         data.size_state.set(epoch, size_at(epoch, cfg))
         data.train_loader.set_epoch(epoch)
         mixing = mixing_on(cfg.mix, epoch, epochs)
+        # Only the classifier trains in the first freeze_epochs: decided from the epoch alone, so a
+        # resumed run is in the same state.
+        frozen = epoch < cfg.train.freeze_epochs
+        freeze(step.backbone, frozen)
         step.model.train()
         state.update, train_loss, lr, (height, width) = train_one_epoch(
             step, data.train_loader, state.update,
@@ -440,6 +480,7 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
                "image_size": size, "mix": _mix_name(cfg) if mixing else "off",
                "label_smoothing": smoothing_used(cfg.loss.label_smoothing, comp.task), "scheduler": cfg.scheduler.name,
+               "frozen": frozen,
                "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
         state.history.append(row)
         # Every process keeps the best weights, so all can predict the test set.

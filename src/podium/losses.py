@@ -4,6 +4,9 @@ The training loss always sees rows of probabilities: one-hot labels, possibly mi
 then smoothed exactly once here. Validation loss, OOF and scores use the true labels
 (predict.per_sample_loss), never these.
 
+With `loss.focal_gamma` > 0 the training loss is the focal loss (FocalLoss); validation loss
+stays the plain cross-entropy, so epochs and runs compare on one scale.
+
 A regression target is one standardized value per row: Mixup and CutMix mix it as they mix
 labels (the mixed image's target is the same weighted mean of the two targets), and label
 smoothing, which has no meaning for a number, leaves it alone.
@@ -48,8 +51,38 @@ def smoothing_used(eps: float, task: str) -> float:
     return 0.0 if task == "regression" else eps
 
 
-def train_loss_fn(task: str):
+class FocalLoss(torch.nn.Module):
+    """Focal loss (Lin et al. 2017) on soft targets q, the mean over rows (sigmoid: over outputs).
+
+    softmax (multiclass): sum_c -q_c (1 - p_c)^gamma log p_c per row;
+    sigmoid (binary, multilabel): -[q (1 - p)^gamma log p + (1 - q) p^gamma log(1 - p)] per output,
+        the softmax form with the two classes "on" and "off".
+    The weight (1 - p)^gamma shrinks the terms the model already gets right; gamma = 0 is the
+    cross-entropy (train_loss_fn then uses timm's and torch's own losses).
+    """
+
+    def __init__(self, gamma: float, sigmoid: bool):
+        super().__init__()
+        self.gamma, self.sigmoid = gamma, sigmoid
+
+    def _weight(self, one_minus_p: torch.Tensor) -> torch.Tensor:
+        # Clamped: (0)^gamma has an infinite gradient for gamma < 1 once a probability rounds to 1.
+        return one_minus_p.clamp(min=torch.finfo(one_minus_p.dtype).tiny) ** self.gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.sigmoid:
+            log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+            loss = -(target * self._weight(log_not_p.exp()) * log_p
+                     + (1 - target) * self._weight(log_p.exp()) * log_not_p)
+            return loss.mean()
+        log_p = F.log_softmax(logits, dim=-1)
+        return -(target * self._weight(-torch.expm1(log_p)) * log_p).sum(dim=-1).mean()
+
+
+def train_loss_fn(task: str, focal_gamma: float = 0.0):
     # timm's soft-target cross-entropy: with a one-hot row it is the usual cross-entropy.
     if task == "regression":
         return torch.nn.MSELoss()
+    if focal_gamma > 0:
+        return FocalLoss(focal_gamma, sigmoid=task != "multiclass")
     return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()

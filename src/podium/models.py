@@ -7,7 +7,7 @@ from pathlib import Path
 import timm
 import torch
 
-from .config import ModelConfig
+from .config import Config, ModelConfig
 from .errors import PodiumError
 
 
@@ -22,9 +22,48 @@ def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
         hint = f" (similar: {', '.join(close)})" if close else ""
         raise PodiumError(f"config key 'model.name': timm has no model '{cfg.name}'{hint}")
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
+    if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
     if cfg.pretrained_file:
         path = Path(cfg.pretrained_file)
         if not path.is_file():
             raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path.resolve())})
-    return timm.create_model(cfg.name, **kwargs)
+    try:
+        return timm.create_model(cfg.name, **kwargs)
+    except TypeError as exc:
+        if "drop_path_rate" in kwargs and "drop_path_rate" in str(exc):
+            raise PodiumError(f"config key 'model.drop_path_rate': timm's {cfg.name} has no drop path "
+                              "(stochastic depth); set it to 0") from None
+        raise
+
+
+def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The classifier's parameters (timm's `get_classifier()`; a distilled model's two heads)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    heads = head if isinstance(head, (tuple, list)) else [head]
+    return [p for h in heads if isinstance(h, torch.nn.Module) for p in h.parameters()]
+
+
+def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Every parameter but the classifier's: what `train.freeze_epochs` freezes."""
+    head = {id(p) for p in head_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def check_fine_tuning(model: torch.nn.Module, cfg: Config) -> None:
+    """Refuse, before any training, a `train` key that this model cannot honour (a one-line
+    PodiumError naming the key). Turns gradient checkpointing on in `model` when asked."""
+    name, train = cfg.model.name, cfg.train
+    if train.layer_decay is not None and not hasattr(model, "group_matcher"):
+        raise PodiumError(f"config key 'train.layer_decay': timm's {name} has no group_matcher, so its layers "
+                          "cannot be told apart; set train.layer_decay: null")
+    if train.grad_checkpointing:
+        try:
+            model.set_grad_checkpointing(True)
+        except (AttributeError, AssertionError, NotImplementedError):  # timm asserts where it has none
+            raise PodiumError(f"config key 'train.grad_checkpointing': timm's {name} does not support gradient "
+                              "checkpointing; set it to false") from None
+    if train.freeze_epochs and not head_parameters(model):
+        raise PodiumError(f"config key 'train.freeze_epochs': timm's {name} has no classifier with parameters "
+                          "(get_classifier) to train while the rest is frozen; set it to 0")

@@ -22,9 +22,18 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_schedule(table: pd.DataFrame, cfg, path: Path) -> Path:
-    """The lr and the training image size against the optimizer update."""
+    """The lr and the training image size against the optimizer update; the range of the
+    parameter groups' lr (layer decay) shaded, and the epochs with a frozen backbone marked."""
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(table["update"], table["lr"], color="tab:blue", lw=1.5)
+    ax.plot(table["update"], table["lr"], color="tab:blue", lw=1.5, label="lr (schedule)")
+    if "lr_group_min" in table and not (table["lr_group_min"] == table["lr"]).all():
+        ax.fill_between(table["update"], table["lr_group_min"], table["lr_group_max"], step="post", color="tab:blue",
+                        alpha=0.15, lw=0, label="lr of the parameter groups (min to max)")
+    if "frozen" in table and table["frozen"].any():
+        ax.axvspan(0, int(table["frozen"].sum()), color="0.6", alpha=0.2, lw=0,
+                   label="backbone frozen: only the classifier trains")
+    if len(ax.get_legend_handles_labels()[0]) > 1:
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("optimizer update")
     ax.set_ylabel("learning rate", color="tab:blue")
     size_ax = ax.twinx()
@@ -93,22 +102,30 @@ def plot_fold_scores(cv: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_confusion(matrix, classes: list, path: Path) -> Path:
+def row_shares(matrix):
+    """A confusion matrix normalized per true class: each row sums to 1 (a class never seen: 0s).
+    The diagonal is each class's recall, whatever the class sizes."""
     import numpy as np
 
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+
+
+def plot_confusion(matrix, classes: list, path: Path) -> Path:
+    """Each cell: the share of the true class (row) predicted as the column, and its count."""
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n))
-    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.65 * n, 1.0 + 0.6 * n))
+    rows = row_shares(matrix)
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{rows[i, j]:.2f}\n{matrix[i, j]}", ha="center", va="center", fontsize=7,
                     color="white" if rows[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right")
-    ax.set_yticks(range(n), [str(c) for c in classes])
+    ax.set_yticks(range(n), [f"{c} ({matrix[i].sum()})" for i, c in enumerate(classes)])
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("OOF confusion matrix (counts; colour: share of the true class)")
+    ax.set_ylabel("true (rows)")
+    ax.set_title("OOF confusion matrix, normalized per true class\n(share of the row; count below)", fontsize=9)
     return _save(fig, path)
 
 

@@ -100,7 +100,8 @@ def run_report(cfg: Config) -> Path:
     figures = [("Fold scores", plots.plot_fold_scores(cv, out / "fold_scores.png"))]
     if comp.task == "multiclass":
         matrix = confusion_matrix(y, p.argmax(axis=1), labels=range(len(comp.classes)))
-        figures.append(("OOF confusion matrix", plots.plot_confusion(matrix, comp.classes, out / "confusion.png")))
+        figures.append(("OOF confusion matrix, normalized per true class",
+                        plots.plot_confusion(matrix, comp.classes, out / "confusion.png")))
     if comp.task == "binary":
         figures.append(("OOF ROC and precision-recall", plots.plot_roc_pr(y, p[:, 0], out / "roc_pr.png")))
     if comp.task != "regression":  # probabilities against how often they are right

@@ -55,7 +55,7 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     """
     from .data import check_transforms
     from .folds import split_folds
-    from .models import create_model
+    from .models import check_fine_tuning, create_model
     from .submission import submission_kind
 
     comp, csv_hash = load_checked(cfg)
@@ -74,7 +74,8 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
 
     for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
         check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
-    create_model(cfg.model, comp.num_outputs)  # an unknown model or weights file fails here, not on a GPU
+    # An unknown model or weights file, or a train key the model cannot honour, fails here, not on a GPU.
+    check_fine_tuning(create_model(cfg.model, comp.num_outputs), cfg)
     data_hash = data_fingerprint(cfg, comp, csv_hash)
     if cfg.data.cache:
         from .cache import build_cache, cache_key
@@ -316,9 +317,25 @@ def print_cv(cv: dict) -> None:
     _out("\n".join(lines) + f"\nother OOF metrics (no post-processing): {others}")
 
 
+def lr_scale_range(cfg: Config, comp: Competition) -> tuple[float, float]:
+    """The smallest and largest `lr_scale` of the optimizer's parameter groups: (1, 1) unless
+    `train.layer_decay` is set; then those of timm's layer groups, from the model built on the CPU."""
+    if cfg.train.layer_decay is None:
+        return 1.0, 1.0
+    from .engine import build_optimizer
+    from .models import check_fine_tuning, create_model
+
+    model = create_model(cfg.model, comp.num_outputs)
+    check_fine_tuning(model, cfg)
+    scales = [group["lr_scale"] for group in build_optimizer(model, cfg).param_groups]
+    return min(scales), max(scales)
+
+
 def run_schedule(cfg: Config, nproc: int = 1) -> Path:
-    """schedule.csv (update, epoch, lr, image_size) and schedule.png, from the config alone,
-    for the largest training fold; nothing is trained."""
+    """schedule.csv and schedule.png, from the config alone, for the largest training fold;
+    nothing is trained. Per update: epoch, lr (the schedule's), image_size, frozen (only the
+    classifier trains), and lr_group_min / lr_group_max, the lowest and highest lr any parameter
+    group gets (layer decay scales them; a frozen backbone's is 0)."""
     from .folds import split_folds
     from .plots import plot_schedule
     from .schedule import lr_curve, size_at, updates_per_epoch
@@ -327,10 +344,13 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
     sizes = split_folds(comp.train, cfg)["fold"].value_counts()
     n_train = len(comp.train) - int(sizes.min())  # the fold with the smallest validation part
     per_epoch = updates_per_epoch(n_train, cfg, nproc)
-    lrs = lr_curve(cfg, per_epoch)
+    lrs = np.asarray(lr_curve(cfg, per_epoch))
     epochs = np.arange(len(lrs)) // per_epoch
+    frozen = epochs < cfg.train.freeze_epochs
+    low, high = lr_scale_range(cfg, comp)  # the classifier sits in timm's top group: scale `high`
     table = pd.DataFrame({"update": np.arange(len(lrs)), "epoch": epochs, "lr": lrs,
-                          "image_size": [size_at(int(e), cfg) for e in epochs]})
+                          "image_size": [size_at(int(e), cfg) for e in epochs], "frozen": frozen,
+                          "lr_group_min": np.where(frozen, 0.0, lrs * low), "lr_group_max": lrs * high})
     out = cfg.run_dir / "schedule.csv"
     artifacts.write_csv(out, table)
     png = plot_schedule(table, cfg, cfg.run_dir / "schedule.png")
