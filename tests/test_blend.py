@@ -247,3 +247,25 @@ def test_refusals():
         with pytest.raises(ValueError, match=message) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weights_judged_after_a_temperature_equal_brute_force_of_the_judged_blend(seed):
+    """Under log loss a blend is submitted after its temperature: with `judge`, the weights are the grid's
+    best for the tempered blend (a temperature refitted for every candidate), not for the raw one."""
+    from podium.postprocess import fit
+
+    y, members = _members("multiclass", 3, 60, seed)
+    members = [0.5 * p + 0.5 / 3 for p in members]  # underconfident, as Mixup and smoothing leave them
+
+    def judge(rows_y, blended):
+        return fit("temperature", rows_y, blended, "log_loss", "multiclass").apply(blended)
+
+    w = bl.fit_weights(members, y, "log_loss", "multiclass", steps=10, judge=judge)
+    best = max(-score("log_loss", y, judge(y, sum(wi * p for wi, p in zip(c, members, strict=True))), "multiclass")
+               for c in (np.array(k) / 10 for k in itertools.product(range(11), repeat=3) if sum(k) == 10))
+    got = -score("log_loss", y, judge(y, sum(wi * p for wi, p in zip(w, members, strict=True))), "multiclass")
+    assert got == pytest.approx(best, abs=1e-9)
+    raw = bl.fit_weights(members, y, "log_loss", "multiclass", steps=10)
+    tempered = -score("log_loss", y, judge(y, sum(wi * p for wi, p in zip(raw, members, strict=True))), "multiclass")
+    assert got >= tempered - 1e-12  # judged weights are never worse for the submitted (tempered) blend

@@ -49,7 +49,7 @@ def test_blend_of_two_runs_has_the_keys_of_an_experiment_and_scores_nested(two, 
     sample = pd.read_csv(tmp_path / "c" / "sample_submission.csv")
     assert list(sub.columns) == list(sample.columns) and list(sub["id"]) == list(sample["id"])
     assert "blend of 2" in leaderboard(tmp_path / "runs").set_index("experiment").loc["both", "folds_done"]
-    assert "members alone" in capsys.readouterr().out
+    assert "the members' CV log_loss" in capsys.readouterr().out
     run_report(read_finished(tmp_path / "runs", "both").cfg)
     page = (run / "report.html").read_text()
     assert "Blend (weights)" in page and "s0" in page and "s1" in page

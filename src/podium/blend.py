@@ -147,9 +147,11 @@ def _grid(n_members: int, steps: int):
         yield tuple(b - a - 1 for a, b in zip(edges[:-1], edges[1:], strict=True))
 
 
-def _objective(stacked: np.ndarray, y: np.ndarray, metric: str, task: str):
+def _objective(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, judge=None):
     """key(counts) -> (better-is-larger score, minus squared distance to the plain mean), compared as tuples:
-    the best score, and among tied scores the weights closest to the mean. Cached; NaN scores rank last."""
+    the best score, and among tied scores the weights closest to the mean. Cached; NaN scores rank last.
+    `judge(y, blended) -> predictions`: what the blend is scored after (e.g. a temperature fitted on these
+    rows), so the weights are chosen for the predictions a submission will hold."""
     sign = 1.0 if higher_is_better(metric) else -1.0
     mean = 1 / len(stacked)
     cache: dict[tuple[int, ...], tuple[float, float]] = {}
@@ -157,7 +159,8 @@ def _objective(stacked: np.ndarray, y: np.ndarray, metric: str, task: str):
     def key(counts: tuple[int, ...]) -> tuple[float, float]:
         if counts not in cache:
             w = np.asarray(counts, dtype=np.float64) / sum(counts)
-            s = score(metric, y, _weighted(w, stacked), task)
+            blended = _weighted(w, stacked)
+            s = score(metric, y, judge(y, blended) if judge is not None else blended, task)
             s = -np.inf if np.isnan(s) else round(sign * s, TIE_DIGITS)
             cache[counts] = (s, -round(float(np.sum((w - mean) ** 2)), TIE_DIGITS))
         return cache[counts]
@@ -200,21 +203,22 @@ def _hill_climb(key, n_members: int, steps: int) -> tuple[int, ...]:
         counts = best
 
 
-def fit_weights(members, y, metric: str, task: str, steps: int = STEPS) -> np.ndarray:
+def fit_weights(members, y, metric: str, task: str, steps: int = STEPS, judge=None) -> np.ndarray:
     """The weights (M,) on the 1/steps simplex grid that optimise `metric` of the weighted mean on these rows:
     exhaustive when the grid has at most MAX_GRID points, else hill climbing (`_hill_climb`). Ties: closest to
     the plain mean, then the first in the grid's order (the count vectors in increasing lexicographic order)."""
     stacked = _stack(members)
-    return _fit(stacked, np.asarray(y), metric, task, steps)[0]
+    return _fit(stacked, np.asarray(y), metric, task, steps, judge)[0]
 
 
-def _fit(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, steps: int) -> tuple[np.ndarray, str]:
+def _fit(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, steps: int, judge=None
+         ) -> tuple[np.ndarray, str]:
     if steps < 1:
         raise ValueError(f"blend steps must be a positive integer, got {steps}")
     if len(y) != stacked.shape[1]:
         raise ValueError(f"y and the blend members need one row each: {len(y)} and {stacked.shape[1]}")
     n_members = len(stacked)
-    key = _objective(stacked, y, metric, task)
+    key = _objective(stacked, y, metric, task, judge)
     if grid_size(n_members, steps) <= MAX_GRID:
         counts, search = max(_grid(n_members, steps), key=key), "exhaustive"
     else:
@@ -226,7 +230,7 @@ def _fit(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, steps: int)
 # Honest scoring
 
 
-def _nested(stacked, y, fold, metric, task, method, steps) -> tuple[np.ndarray, list[np.ndarray]]:
+def _nested(stacked, y, fold, metric, task, method, steps, judge=None) -> tuple[np.ndarray, list[np.ndarray]]:
     """The blended OOF (each fold's rows blended with weights fitted without that fold) and the weights of each
     fold, in sorted fold order."""
     folds = np.unique(fold)
@@ -240,7 +244,7 @@ def _nested(stacked, y, fold, metric, task, method, steps) -> tuple[np.ndarray, 
         held = fold == k
         if held.all():
             raise ValueError("nested blend weights need at least two folds")
-        w, _ = _fit(stacked[:, ~held], y[~held], metric, task, steps)
+        w, _ = _fit(stacked[:, ~held], y[~held], metric, task, steps, judge)
         out[held] = _weighted(w, stacked[:, held])
         fold_weights.append(w)
     return out, fold_weights
@@ -264,22 +268,24 @@ def nested_blend(members, y, fold, metric: str, task: str, method: str = "weight
     return _nested(stacked, y, fold, metric, task, method, steps)[0]
 
 
-def evaluate(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS
-             ) -> tuple[dict, np.ndarray]:
+def evaluate(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS,
+             judge=None) -> tuple[dict, np.ndarray]:
     """(report, blended OOF). The report is JSON-ready:
     `weights`: fitted on all rows, what a submission applies with `blend` (mean/rank: equal weights);
     `score`, `fold_scores`: nested (every row blended with weights fitted without its fold), the honest CV
     figure, fold scores in the order of `folds` (sorted); `fold_weights`: the weights each fold was blended with;
     `score_in_sample`: weights fitted and scored on all rows, optimistic, for reference (mean/rank: = score);
     `member_scores`: each member alone on all rows; `search`: 'exhaustive', 'hill_climbing' or 'none'.
-    The blended OOF is the nested one that `score` scores, in the members' shape."""
+    The blended OOF is the nested one that `score` scores, in the members' shape.
+    `judge`: see `_objective`; the weights are fitted for the judged blend (every reported score is of the
+    blend itself: the caller judges the returned OOF nested, as it does an experiment's)."""
     stacked, y, fold = _inputs(members, y, fold, metric, task, method)
     n_members = len(stacked)
     if method == "weights":
-        weights, search = _fit(stacked, y, metric, task, steps)
+        weights, search = _fit(stacked, y, metric, task, steps, judge)
     else:
         weights, search = np.full(n_members, 1 / n_members), "none"
-    oof, fold_weights = _nested(stacked, y, fold, metric, task, method, steps)
+    oof, fold_weights = _nested(stacked, y, fold, metric, task, method, steps, judge)
     folds = np.unique(fold)
     report = {
         "method": method,

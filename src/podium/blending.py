@@ -20,7 +20,7 @@ from .config import config_from_dict
 from .errors import PodiumError
 from .finished import is_blend, same_competition
 from .metrics import score_all
-from .postprocess import Fitted, evaluate as evaluate_post
+from .postprocess import Fitted, evaluate as evaluate_post, fit as fit_post
 
 
 def _out(msg: str) -> None:
@@ -86,12 +86,20 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     id_col = cfg.data.id_column
     fold = _fold_column(runs_dir / first.name / runs.OOF_CSV, comp.train[id_col].to_numpy(), id_col)
     y = comp.encode(comp.train)
-    report, oof = evaluate([d.oof for d in done], y, fold, metric, task, method)
+    kind = postprocess_kind(cfg, comp)
+    # A blend under log loss is judged after its temperature: its weights are chosen for the
+    # calibrated blend (a temperature fitted on the same rows for each candidate), or the raw log
+    # loss, mostly a matter of calibration, would pick them. Thresholds and cut-points are left out
+    # of the weight search: refitting them for every candidate would cost too much.
+    judge = None
+    if kind == "temperature":
+        def judge(rows_y, blended):
+            return fit_post("temperature", rows_y, blended, metric, task).apply(blended)
+    report, oof = evaluate([d.oof for d in done], y, fold, metric, task, method, judge=judge)
     test = blend([d.test for d in done], report["weights"], method)
 
     cv = {"experiment": name, "metric": metric, "score": report["score"],
           "fold_scores": report["fold_scores"]}
-    kind = postprocess_kind(cfg, comp)
     post = None
     outputs = []
     if kind != "none":
@@ -106,7 +114,11 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     cv.update({"mean": float(np.mean(cv["fold_scores"])), "std": float(np.std(cv["fold_scores"])),
                "folds": len(report["folds"]), "rows": int(len(y)), "other_metrics": score_all(y, oof, task),
                "blend": {k: report[k] for k in ("method", "search", "weights", "score_in_sample", "member_scores")}
-               | {"members": members, "score_without_postprocess": report["score"]}})
+               | {"members": members, "score_without_postprocess": report["score"],
+                  # each member's own CV score (its cv.json: nested, post-processed as it is), the
+                  # figure the blend's `score` compares with
+                  "member_cv": [artifacts.read_json(runs_dir / m / "cv.json")["score"] for m in members],
+                  "weights_judged_after": "temperature" if judge is not None else None}})
 
     cols = comp.prob_columns
     oof_frame = runs.Predictions(comp.train[id_col].to_numpy(), oof).frame(cols, id_col)
@@ -126,9 +138,10 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     artifacts.mark_done(run, "blend", _inputs(method, done), written + outputs + [out])
     print_cv(cv)
     weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, report["weights"], strict=True))
-    singles = ", ".join(f"{m} {s:.5f}" for m, s in zip(members, report["member_scores"], strict=True))
-    _out(f"blend {name} ({method}): weights {weights}; members alone: {singles}; "
-         f"blended, nested {report['score']:.5f}, in-sample {report['score_in_sample']:.5f}")
+    singles = ", ".join(f"{m} {c:.5f}" for m, c in zip(members, cv["blend"]["member_cv"], strict=True))
+    chosen = " (chosen for the blend after its temperature)" if judge is not None else ""
+    _out(f"blend {name} ({method}): weights {weights}{chosen}; the members' CV {metric}: {singles}; "
+         f"the blend's: {cv['score']:.5f}")
     _out(f"wrote {run}/ and {out}: {len(sub)} rows")
     return cv
 

@@ -139,11 +139,12 @@ def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -
     blended = cv.get("blend")
     blend_html = "" if blended is None else (
         f"<h2>Blend ({esc(blended['method'])})</h2><table><tr><th>member</th><th>weight</th>"
-        f"<th>{esc(cv['metric'])} alone</th></tr>"
-        + "".join(f"<tr><td>{esc(m)}</td><td>{w:.3f}</td><td>{s:.5f}</td></tr>" for m, w, s in
-                  zip(blended["members"], blended["weights"], blended["member_scores"], strict=True))
-        + f"</table><p>Blended: {blended['score_without_postprocess']:.5f} nested (weights fitted on the other "
-        f"folds for each fold), {blended['score_in_sample']:.5f} in-sample (optimistic).</p>")
+        f"<th>its CV {esc(cv['metric'])}</th><th>its OOF, no post-processing</th></tr>"
+        + "".join(f"<tr><td>{esc(m)}</td><td>{w:.3f}</td><td>{c:.5f}</td><td>{s:.5f}</td></tr>" for m, w, c, s in
+                  zip(blended["members"], blended["weights"], blended["member_cv"], blended["member_scores"],
+                      strict=True))
+        + f"</table><p>Blended, before post-processing: {blended['score_without_postprocess']:.5f} nested "
+        f"(weights fitted on the other folds for each fold), {blended['score_in_sample']:.5f} in-sample.</p>")
     post = cv.get("postprocess")
     post_html = "<p>None fitted: the metric scores the predictions as they are.</p>" if post is None else (
         f"<p>{esc(post['kind'])} fitted on the out-of-fold predictions, applied to the submission: "
