@@ -219,6 +219,8 @@ def test_progressive_sizes_reach_persistent_workers_and_match_schedule(tmp_path,
     history = pd.read_csv(run / "fold0" / "history.csv")
     assert all(len(v) == 1 for v in announced)
     assert history["image_size"].tolist() == [v[0] for v in announced] == [16, 24, 24, 32]
+    # each epoch validated at the size it trained at; the OOF (the best full-size epoch's) at full size
+    assert history["valid_size"].tolist() == [16, 24, 24, 32]
     assert history["mix"].tolist() == ["mixup+cutmix"] * 3 + ["off"]
     assert (history["label_smoothing"] == 0.1).all() and (history["scheduler"] == "cosine_restarts").all()
     assert (run / "schedule.png").stat().st_size > 1000

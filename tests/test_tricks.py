@@ -137,3 +137,29 @@ def test_size_ramp_ends_at_full_size_for_the_last_fifth():
     assert {size_at(e, off) for e in range(20)} == {256}
     explicit = config_from_dict({"train": {"epochs": 6, "image_size": 64}, "resize": {"sizes": [[0, 32], [3, 64]]}})
     assert [size_at(e, explicit) for e in range(6)] == [32, 32, 32, 64, 64, 64]
+
+
+def test_best_epoch_is_chosen_among_full_size_validations_only():
+    """Scores at a smaller validation size do not compare with full-size ones (progressive
+    resizing validates at the training size): the first full-size epoch replaces any earlier best,
+    however good its score was, and later smaller ones never replace a full-size best."""
+    import torch
+
+    from podium.engine import FoldState
+
+    def weights(v):
+        return {"w": torch.full((2,), float(v))}
+
+    state = FoldState()
+    assert state.keep_if_best(0.10, 0, "accuracy", weights(0), full=False)  # the first always counts
+    assert state.keep_if_best(0.90, 1, "accuracy", weights(1), full=False)  # better, still small
+    assert not state.keep_if_best(0.50, 2, "accuracy", weights(2), full=False)
+    assert state.keep_if_best(0.60, 3, "accuracy", weights(3), full=True)  # full size: takes over
+    assert state.best_epoch == 3 and state.best_full and float(state.best_weights["w"][0]) == 3
+    assert not state.keep_if_best(0.99, 4, "accuracy", weights(4), full=False)  # small never replaces it
+    assert not state.keep_if_best(0.55, 5, "accuracy", weights(5), full=True)
+    assert state.keep_if_best(0.70, 6, "accuracy", weights(6), full=True) and state.best_epoch == 6
+    log = FoldState()  # lower-better metrics the same way
+    log.keep_if_best(0.2, 0, "log_loss", weights(0), full=True)
+    assert not log.keep_if_best(0.3, 1, "log_loss", weights(1), full=True)
+    assert log.keep_if_best(0.1, 2, "log_loss", weights(2), full=True)

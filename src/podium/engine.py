@@ -192,13 +192,16 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
 
 @dataclass
 class FoldData:
-    """The fold's rows and loaders. Training images take the epoch's size from `size_state`;
-    validation, OOF and test always the final one."""
+    """The fold's rows and loaders. Training images take the epoch's size from `size_state`, the
+    per-epoch validation from `valid_state` (the same size: a model trained small is judged at the
+    size it learns, not at one whose BatchNorm statistics and object scales it has not seen, Touvron
+    et al. 2019); the final OOF and test predictions are at the full size."""
 
     train_df: pd.DataFrame
     valid_df: pd.DataFrame
     valid_targets: np.ndarray
     size_state: LoaderState
+    valid_state: LoaderState
     train_loader: DataLoader
     valid_loader: DataLoader
     test_loader: DataLoader
@@ -224,12 +227,20 @@ class FoldState:
     best_score: float | None = None
     best_epoch: int = -1
     best_weights: dict[str, torch.Tensor] | None = None  # on the CPU, on every process
+    best_full: bool = False  # the best epoch was validated at the full image size
 
-    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor]) -> bool:
-        # The first epoch always counts as best, so a metric that is NaN throughout still leaves weights.
-        if self.best_weights is not None and not is_better(metric, score, self.best_score):
-            return False
-        self.best_score, self.best_epoch = score, epoch
+    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor],
+                     full: bool) -> bool:
+        """Keep these weights if the epoch is the best so far. Scores at different image sizes do
+        not compare: once an epoch was validated at the full size, only full-size epochs compete,
+        and the first of them replaces any smaller one. The first epoch always counts, so a metric
+        that is NaN throughout still leaves weights."""
+        if self.best_weights is not None:
+            if self.best_full and not full:
+                return False
+            if self.best_full == full and not is_better(metric, score, self.best_score):
+                return False
+        self.best_score, self.best_epoch, self.best_full = score, epoch, full
         self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
         return True
 
@@ -275,7 +286,9 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     state = LoaderState(size)
     cache = open_cache(cfg, data_hash) if cfg.data.cache else None
     train_ds = ImageDataset(train_df["path"], learned(train_y), aug.train, state, seed, "augment.train", True, cache)
-    valid_ds = ImageDataset(valid_df["path"], learned(valid_y), aug.valid, size, seed, "augment.valid", False, cache)
+    valid_state = LoaderState(size)
+    valid_ds = ImageDataset(valid_df["path"], learned(valid_y), aug.valid, valid_state, seed, "augment.valid", False,
+                            cache)
     test_ds = ImageDataset(comp.test["path"], None, aug.valid, size, seed, "augment.valid", False, cache)
     workers, pin = cfg.train.num_workers, torch.cuda.is_available()
     # Each loader draws its workers' base seed from a generator of its own, not from torch's
@@ -295,7 +308,8 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
                               generator=torch.Generator().manual_seed(seed), **loader_kw)
     test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=pin,
                              generator=torch.Generator().manual_seed(seed))
-    return FoldData(train_df, valid_df, valid_y, state, train_loader, valid_loader, test_loader, scale, pseudo)
+    return FoldData(train_df, valid_df, valid_y, state, valid_state, train_loader, valid_loader, test_loader, scale,
+                    pseudo)
 
 
 def taught(cfg: Config, comp: Competition, in_train: np.ndarray, train_df: pd.DataFrame,
@@ -361,7 +375,8 @@ def resume_from(step: Step, folder: Path) -> FoldState:
     if step.ema is not None:
         step.ema.module.load_state_dict(tensors["ema"])
     return FoldState(epoch=saved["epoch"] + 1, update=saved["update"], history=saved["history"],
-                     best_score=saved["best_score"], best_epoch=saved["best_epoch"], best_weights=tensors["best"])
+                     best_score=saved["best_score"], best_epoch=saved["best_epoch"], best_weights=tensors["best"],
+                     best_full=saved.get("best_full", False))
 
 
 def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str]) -> None:
@@ -370,6 +385,7 @@ def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str])
     if step.ema is not None:
         tensors["ema"] = step.ema.module.state_dict()
     saved = {"epoch": state.epoch - 1, "update": state.update, "best_score": state.best_score,
+             "best_full": state.best_full,
              "best_epoch": state.best_epoch, "history": state.history, "inputs": inputs,
              "tensor_files": sorted(tensors)}
     save_checkpoint(step.accelerator, root, state.epoch - 1, saved, tensors)
@@ -398,6 +414,7 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
     the main process writes weights, predictions and, last, the done-record."""
     cfg, comp, accelerator = step.cfg, step.comp, step.accelerator
     accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
+    data.valid_state.set(state.epoch, cfg.train.image_size)  # the OOF at the full size, as the test set
     tta = cfg.predict.tta_hflip
     oof_probs, _ = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task, tta, False)
     test_probs, _ = predict(step.eval_model, data.test_loader, step.normalize, accelerator, comp.task, tta, False)
@@ -456,7 +473,9 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         # process), so an epoch replays the same after a resume.
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, process]).generate_state(1)[0]))
         # Set before iterating: persistent workers read epoch and size from shared memory.
-        data.size_state.set(epoch, size_at(epoch, cfg))
+        train_size = size_at(epoch, cfg)
+        data.size_state.set(epoch, train_size)
+        data.valid_state.set(epoch, train_size)  # validated at the size it trains at
         data.train_loader.set_epoch(epoch)
         mixing = mixing_on(cfg.mix, epoch, epochs)
         # Only the classifier trains in the first freeze_epochs: decided from the epoch alone, so a
@@ -480,12 +499,13 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
                "image_size": size, "mix": _mix_name(cfg) if mixing else "off",
                "label_smoothing": smoothing_used(cfg.loss.label_smoothing, comp.task), "scheduler": cfg.scheduler.name,
-               "frozen": frozen,
+               "frozen": frozen, "valid_size": train_size,
                "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
         state.history.append(row)
         # Every process keeps the best weights, so all can predict the test set.
         improved = state.keep_if_best(scores[cfg.metric], epoch, cfg.metric,
-                                      accelerator.unwrap_model(step.eval_model).state_dict())
+                                      accelerator.unwrap_model(step.eval_model).state_dict(),
+                                      full=train_size == cfg.train.image_size)
         state.epoch = epoch + 1
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
         if main:
