@@ -91,14 +91,21 @@ def _config(tmp_path, name, tree):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pawpularity", "aptos", "planet", "plant_pathology", "label_columns", "cassava"])
-def test_layout_end_to_end(tmp_path, name):
+def test_layout_end_to_end(tmp_path, name, capsys):
+    """Training through `accelerate launch`; the other stages through the same CLI entry point,
+    in this process (a process start each would double the test's time)."""
     tree, sample = _layout(tmp_path / "comp", name, np.random.default_rng(3))
     config = _config(tmp_path, name, tree)
-    ok(podium("check", "--config", str(config)))
+
+    def stage(*args):
+        assert main([*args, "--config", str(config)]) == 0, capsys.readouterr().err[-3000:]
+        return capsys.readouterr().out
+
+    stage("check")
     for fold in range(2):
         ok(podium("train", "--config", str(config), "--fold", str(fold)))
-    cv_out = ok(podium("oof", "--config", str(config)))
-    ok(podium("submit", "--config", str(config)))
+    cv_out = stage("oof")
+    stage("submit")
     run = tmp_path / "runs" / name
     cv = json.loads((run / "cv.json").read_text())
     train = pd.read_csv(tmp_path / "comp" / tree["data"].get("train_csv", "train.csv"), dtype={sample.columns[0]: str})
@@ -141,9 +148,9 @@ def test_layout_end_to_end(tmp_path, name):
     if name in ("aptos", "planet"):
         # the report shows the post-processing; the offline bundle applies it (and a regression
         # head's scale) exactly as make submit does, from a copy away from the repo
-        ok(podium("report", "--config", str(config)))
+        stage("report")
         assert "Post-processing" in (run / "report.html").read_text()
-        ok(podium("bundle", "--config", str(config)))
+        stage("bundle")
         away = tmp_path / "kernel"
         shutil.copytree(run / "bundle", away)
         out_file = tmp_path / "bundle_submission.csv"
