@@ -19,8 +19,7 @@ from .blend import blend, check_method, evaluate
 from .config import config_from_dict
 from .errors import PodiumError
 from .finished import is_blend, same_competition
-from .metrics import score_all
-from .postprocess import Fitted, evaluate as evaluate_post, fit as fit_post
+from .postprocess import Fitted, fit as fit_post
 
 
 def _out(msg: str) -> None:
@@ -54,7 +53,7 @@ def _inputs(method: str, done) -> dict[str, str]:
 def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str = "weights",
               submissions_dir: str = "submissions") -> dict:
     """Blend the finished runs `members` into runs_dir/name; returns its cv.json."""
-    from .stages import finished_run, postprocess_kind, print_cv
+    from .stages import finished_run, postprocess_kind, print_cv, score_oof, write_oof, write_postprocess
     from .submission import build_submission
 
     runs_dir = Path(runs_dir)
@@ -98,43 +97,27 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     report, oof = evaluate([d.oof for d in done], y, fold, metric, task, method, judge=judge)
     test = blend([d.test for d in done], report["weights"], method)
 
-    cv = {"experiment": name, "metric": metric, "score": report["score"],
-          "fold_scores": report["fold_scores"]}
-    post = None
-    outputs = []
-    if kind != "none":
-        pp = evaluate_post(y, oof, fold, metric, task, comp.classes)
-        cv.update(score=pp["score"], fold_scores=pp["fold_scores"])
-        cv["postprocess"] = {k: v for k, v in pp.items() if k not in ("score", "fold_scores")}
-        artifacts.write_json(run / runs.POSTPROCESS_JSON, pp["fitted"])
-        outputs.append(run / runs.POSTPROCESS_JSON)
-        post = Fitted.from_json(pp["fitted"])
-    else:
-        (run / runs.POSTPROCESS_JSON).unlink(missing_ok=True)
-    cv.update({"mean": float(np.mean(cv["fold_scores"])), "std": float(np.std(cv["fold_scores"])),
-               "folds": len(report["folds"]), "rows": int(len(y)), "other_metrics": score_all(y, oof, task),
-               "blend": {k: report[k] for k in ("method", "search", "weights", "score_in_sample", "member_scores")}
-               | {"members": members, "score_without_postprocess": report["score"],
-                  # each member's own CV score (its cv.json: nested, post-processed as it is), the
-                  # figure the blend's `score` compares with
-                  "member_cv": [artifacts.read_json(runs_dir / m / "cv.json")["score"] for m in members],
-                  "weights_judged_after": "temperature" if judge is not None else None}})
+    cv, fitted = score_oof(cfg, comp, oof, fold, kind)
+    post = Fitted.from_json(fitted) if fitted is not None else None
+    cv["blend"] = {k: report[k] for k in ("method", "search", "weights", "score_in_sample", "member_scores")} | {
+        "members": members, "score_without_postprocess": report["score"],
+        # each member's own CV score (its cv.json: nested, post-processed as it is), the figure the
+        # blend's `score` compares with
+        "member_cv": [artifacts.read_json(runs_dir / m / "cv.json")["score"] for m in members],
+        "weights_judged_after": "temperature" if judge is not None else None}
 
-    cols = comp.prob_columns
-    oof_frame = runs.Predictions(comp.train[id_col].to_numpy(), oof).frame(cols, id_col)
-    oof_frame.insert(1, "fold", fold)
-    test_frame = runs.Predictions(comp.test[id_col].to_numpy(), test).frame(cols, id_col)
+    test_frame = runs.Predictions(comp.test[id_col].to_numpy(), test).frame(comp.prob_columns, id_col)
     spec = {"members": members, "method": method, "weights": report["weights"],
             "member_metrics": {d.name: d.cfg.metric for d in done}}
     artifacts.write_yaml(run / runs.CONFIG_YAML, cfg.model_dump(mode="json"))
     artifacts.write_json(run / runs.BLEND_JSON, spec)
-    artifacts.write_csv(run / runs.OOF_CSV, oof_frame)
+    outputs = [write_oof(cfg, comp, oof, fold), *write_postprocess(cfg, fitted)]
     artifacts.write_csv(run / runs.TEST_CSV, test_frame)
     artifacts.write_json(run / "cv.json", cv)
     sub = build_submission(comp, cfg, test_frame.set_index(id_col), post)
     out = Path(submissions_dir) / f"{name}.csv"
     artifacts.write_csv(out, sub)
-    written = [run / n for n in (runs.CONFIG_YAML, runs.BLEND_JSON, runs.OOF_CSV, runs.TEST_CSV, "cv.json")]
+    written = [run / n for n in (runs.CONFIG_YAML, runs.BLEND_JSON, runs.TEST_CSV, "cv.json")]
     artifacts.mark_done(run, "blend", _inputs(method, done), written + outputs + [out])
     print_cv(cv)
     weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, report["weights"], strict=True))

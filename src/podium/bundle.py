@@ -62,6 +62,12 @@ def build_wheel(out_dir: Path) -> Path:
     return artifacts.write_bytes(out_dir / name, buf.getvalue())
 
 
+def _competition_meta(comp) -> dict:
+    """What predict.py needs of the competition beyond its files: classes, columns, target kind."""
+    return {"classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
+            "target_columns": list(comp.target_columns), "target_kind": comp.target_kind}
+
+
 def _write_experiment(cfg: Config, comp, dest: Path) -> int:
     """One experiment's part of a bundle: its config, meta.json and every fold's weights."""
     # The weights are in the bundle: the kernel needs no pretrained file.
@@ -71,8 +77,7 @@ def _write_experiment(cfg: Config, comp, dest: Path) -> int:
     post = runs.read_postprocess(cfg)
     n = cfg.folds.n_splits
     artifacts.write_json(dest / "meta.json", {
-        "classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
-        "target_columns": list(comp.target_columns), "target_kind": comp.target_kind, "folds": n,
+        **_competition_meta(comp), "folds": n,
         # a regression fold's (mean, std) that its head learned in; null otherwise
         "target_scales": [runs.fold_record(cfg, k).get("info", {}).get("target_scale") for k in range(n)],
         # what make oof fitted on the OOF (thresholds, cut-points, temperature), applied as make submit does
@@ -106,10 +111,8 @@ def run_bundle(cfg: Config) -> Path:
             comp, _ = load_checked(mcfg)
             folds += _write_experiment(mcfg, comp, tmp / "members" / member)
         comp, _ = load_checked(cfg)
-        meta = {"classes": comp.classes, "task": comp.task, "prob_columns": comp.prob_columns,
-                                       "target_columns": list(comp.target_columns), "target_kind": comp.target_kind}
         post = runs.read_postprocess(cfg)
-        artifacts.write_json(tmp / "meta.json", {**meta,
+        artifacts.write_json(tmp / "meta.json", {**_competition_meta(comp),
                                                  "postprocess": post.to_json() if post is not None else None})
         artifacts.write_yaml(tmp / "config.yaml", cfg.model_dump(mode="json"))
         artifacts.write_json(tmp / runs.BLEND_JSON, spec)

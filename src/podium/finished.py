@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import artifacts, runs
 from .competition import Competition, load_competition
@@ -49,11 +48,7 @@ def saved_config(runs_dir: str | Path, name: str) -> Config:
 
 
 def _in_order(path: Path, ids: np.ndarray, cols: list[str], id_col: str) -> np.ndarray:
-    part = runs.read_predictions(path, cols, id_col, ids)
-    row_of = pd.Series(np.arange(len(ids)), index=ids)
-    out = np.empty_like(part.probs)
-    out[row_of.loc[part.ids].to_numpy()] = part.probs
-    return out
+    return runs.read_predictions(path, cols, id_col, ids).in_order(ids)
 
 
 def read_finished(runs_dir: str | Path, name: str) -> Finished:

@@ -208,6 +208,13 @@ class Predictions:
     def frame(self, columns: list[str], id_column: str) -> pd.DataFrame:
         return pd.DataFrame({id_column: self.ids, **{c: self.probs[:, j] for j, c in enumerate(columns)}})
 
+    def in_order(self, ids) -> np.ndarray:
+        """The probabilities of `ids`, in that order (every one of them must be here)."""
+        at = pd.Index(self.ids).get_indexer(np.asarray(ids, dtype=object))
+        if (at < 0).any():
+            raise PodiumError(f"predictions hold no row for id(s) {list(np.asarray(ids)[at < 0][:5])}")
+        return self.probs[at]
+
 
 def prediction_frame(ids, probs: np.ndarray, columns: list[str], id_column: str) -> pd.DataFrame:
     """The file shape of oof.csv / test.csv: the id column, then one column per probability."""

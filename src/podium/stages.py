@@ -224,12 +224,10 @@ def oof_predictions(cfg: Config, comp: Competition, folds: list[int]) -> tuple[n
         raise PodiumError(f"{folds_path} does not cover {cfg.data.train_csv} exactly once; rerun make folds")
     fold_col = fold_of.loc[train_ids].to_numpy()
     rows = np.flatnonzero(np.isin(fold_col, folds))
-    probs = np.full((len(train_ids), len(cols)), np.nan)
-    row_of = pd.Series(np.arange(len(train_ids)), index=train_ids)
-    for k in folds:
-        part = runs.read_fold(cfg, k, runs.OOF_CSV, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
-        probs[row_of.loc[part.ids].to_numpy()] = part.probs
-    return rows, probs[rows], fold_col[rows]
+    parts = [runs.read_fold(cfg, k, runs.OOF_CSV, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
+             for k in folds]
+    joined = runs.Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.probs for p in parts]))
+    return rows, joined.in_order(train_ids[rows]), fold_col[rows]
 
 
 def postprocess_kind(cfg: Config, comp: Competition) -> str:
@@ -247,15 +245,10 @@ def run_oof(cfg: Config, show: bool = True) -> dict:
     fitted on the other folds' rows. That nested score is the CV score; the score without
     post-processing and the in-sample one (optimistic, for reference) are kept beside it.
     """
-    from .metrics import score, score_all
-    from .postprocess import evaluate
-
     n = cfg.folds.n_splits
     comp = load_current(cfg, list(range(n)))
-    id_col, cols = cfg.data.id_column, comp.prob_columns
     paths = [runs.fold_dir(cfg, k) / runs.OOF_CSV for k in range(n)]
-    out_csv, out_json = cfg.run_dir / runs.OOF_CSV, cfg.run_dir / "cv.json"
-    out_post = cfg.run_dir / runs.POSTPROCESS_JSON
+    out_json = cfg.run_dir / "cv.json"
     kind = postprocess_kind(cfg, comp)
     inputs = {"config": config_hash(cfg, runs.training_sections(cfg)), "postprocess": kind,
               "folds": artifacts.file_hash(runs.folds_csv(cfg)),
@@ -268,34 +261,57 @@ def run_oof(cfg: Config, show: bool = True) -> dict:
         return cv
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
-    y = comp.encode(comp.train)
-    raw_folds = [score(cfg.metric, y[fold_col == k], probs[fold_col == k], comp.task) for k in range(n)]
-    cv = {"experiment": cfg.experiment, "metric": cfg.metric, "score": score(cfg.metric, y, probs, comp.task),
-          "fold_scores": raw_folds}
-    outputs = [out_csv, out_json]
-    if kind != "none":
-        post = evaluate(y, probs, fold_col, cfg.metric, comp.task, comp.classes)
-        cv.update(score=post["score"], fold_scores=post["fold_scores"])
-        cv["postprocess"] = {k: v for k, v in post.items() if k not in ("score", "fold_scores")}
-        artifacts.write_json(out_post, post["fitted"])
-        outputs.append(out_post)
-    else:
-        out_post.unlink(missing_ok=True)  # a submission must not apply what an earlier config fitted
-    cv.update({
-        "mean": float(np.mean(cv["fold_scores"])),
-        "std": float(np.std(cv["fold_scores"])),
-        "folds": n,
-        "rows": int(len(y)),
-        "other_metrics": score_all(y, probs, comp.task),
-    })
-    oof = runs.Predictions(comp.train[id_col].to_numpy(), probs).frame(cols, id_col)
-    oof.insert(1, "fold", fold_col)
-    artifacts.write_csv(out_csv, oof)
+    cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
+    outputs = [write_oof(cfg, comp, probs, fold_col), out_json, *write_postprocess(cfg, fitted)]
     artifacts.write_json(out_json, cv)
     artifacts.mark_done(cfg.run_dir, "oof", inputs, outputs)
     if show:
         print_cv(cv)
     return cv
+
+
+def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarray, kind: str
+              ) -> tuple[dict, dict | None]:
+    """cv.json's content for OOF predictions of every train.csv row (in its order; `fold`: each
+    row's fold), and the post-processing `kind` fitted on all of them (JSON, or None).
+
+    Without post-processing the score is the metric on the whole OOF and on each fold. With it,
+    both are nested (each fold's rows transformed by a fit on the other folds'), and the score
+    without it and the in-sample one are kept under `postprocess`.
+    """
+    from .metrics import score, score_all
+    from .postprocess import evaluate
+
+    metric, task = cfg.metric, comp.task
+    y, folds = comp.encode(comp.train), np.unique(fold)
+    cv = {"experiment": cfg.experiment, "metric": metric, "score": score(metric, y, probs, task),
+          "fold_scores": [score(metric, y[fold == k], probs[fold == k], task) for k in folds]}
+    fitted = None
+    if kind != "none":
+        post = evaluate(y, probs, fold, metric, task, comp.classes)
+        cv.update(score=post["score"], fold_scores=post["fold_scores"])
+        cv["postprocess"] = {k: v for k, v in post.items() if k not in ("score", "fold_scores", "fitted")}
+        fitted = post["fitted"]
+    cv.update(mean=float(np.mean(cv["fold_scores"])), std=float(np.std(cv["fold_scores"])), folds=len(folds),
+              rows=int(len(y)), other_metrics=score_all(y, probs, task))
+    return cv, fitted
+
+
+def write_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarray) -> Path:
+    """The run's oof.csv: id, fold, the prediction columns, in train.csv's row order."""
+    oof = runs.Predictions(comp.train[cfg.data.id_column].to_numpy(), probs).frame(comp.prob_columns,
+                                                                                  cfg.data.id_column)
+    oof.insert(1, "fold", fold)
+    return artifacts.write_csv(cfg.run_dir / runs.OOF_CSV, oof)
+
+
+def write_postprocess(cfg: Config, fitted: dict | None) -> list[Path]:
+    """The run's postprocess.json, or none: a submission must not apply what an earlier config fitted."""
+    path = cfg.run_dir / runs.POSTPROCESS_JSON
+    if fitted is None:
+        path.unlink(missing_ok=True)
+        return []
+    return [artifacts.write_json(path, fitted)]
 
 
 def print_cv(cv: dict) -> None:
@@ -426,11 +442,7 @@ def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
         _out(f"{out} is up to date ({what})")
         return out
     test_ids = comp.test[id_col].to_numpy()
-    total = np.zeros((len(test_ids), len(cols)))
-    row_of = pd.Series(np.arange(len(test_ids)), index=test_ids)
-    for k in used:
-        part = runs.read_fold(cfg, k, runs.TEST_CSV, cols, expected_ids=test_ids)
-        total[row_of.loc[part.ids].to_numpy()] += part.probs
+    total = sum(runs.read_fold(cfg, k, runs.TEST_CSV, cols, expected_ids=test_ids).in_order(test_ids) for k in used)
     mean = pd.DataFrame(total / len(used), index=test_ids, columns=cols)
     sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
