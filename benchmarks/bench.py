@@ -10,6 +10,11 @@
                           full size (wall time from the first epoch to the written predictions)
 5. gpu_step_fraction      on a GPU only: resnet50 at 224 px through podium's step, as a fraction
                           of the same model on random tensors already on the GPU
+6. over_timm_pipeline     podium's training pass (its loader and step, with what `auto` chose on
+                          this device) vs one built from timm's own data pipeline (create_dataset,
+                          create_transform via create_loader: what timm's train.py uses) and a
+                          plain float32 AdamW step: same model, size, batch and workers,
+                          epochs interleaved
 
 Uses ../shared/datasets/hymenoptera when present, the demo competition otherwise. Writes
 runs/bench.json and prints each figure as a ratio next to its two absolute values.
@@ -41,11 +46,12 @@ from podium import artifacts  # noqa: E402
 from podium.cache import build_cache, cache_key  # noqa: E402
 from podium.config import load_config  # noqa: E402
 from podium.data import ImageDataset, LoaderState, Normalize  # noqa: E402
-from podium.engine import Step, build_optimizer, resolve_precision, train_one_epoch  # noqa: E402
+from podium.engine import Step, build_optimizer, train_one_epoch  # noqa: E402
 from podium.images import read_rgb  # noqa: E402
 from podium.losses import train_loss_fn  # noqa: E402
 from podium.models import create_model  # noqa: E402
 from podium.schedule import lr_scheduler  # noqa: E402
+from podium.speed import resolve  # noqa: E402
 from podium.stages import preflight  # noqa: E402
 
 
@@ -82,13 +88,22 @@ def _batches(ds, batch_size: int, count: int):
 
 
 def _step_setup(cfg, comp):
+    """An accelerator in the precision, and the model in the memory format, `auto` picks for this
+    device and config (measured on a CPU, as `make train` does): accelerate allows one precision
+    per process, so every figure that uses an accelerator runs in it."""
     from accelerate import Accelerator
 
-    # podium's precision for this machine, for every figure: accelerate allows one per process
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(cfg))
+    speed = resolve(cfg, comp.num_outputs)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=speed.precision)
     torch.manual_seed(0)
     model = create_model(cfg.model, comp.num_outputs)
-    return accelerator, model
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return accelerator, model, speed
+
+
+def _channels_last(model) -> bool:
+    return next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
 
 
 def podium_steps(cfg, comp, batches, accelerator, model):
@@ -99,7 +114,7 @@ def podium_steps(cfg, comp, batches, accelerator, model):
     scheduler = lr_scheduler(optimizer, cfg, len(batches))
     loss_fn = train_loss_fn(comp.task)
     on_device = [(x.to(accelerator.device), y.to(accelerator.device), i) for x, y, i in batches]
-    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, _channels_last(model))
     parts = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn)
     model.train()
 
@@ -110,15 +125,19 @@ def podium_steps(cfg, comp, batches, accelerator, model):
 
 def bare_steps(cfg, batches, accelerator, model):
     """The same step written by hand: normalization of the uint8 batch, forward, cross-entropy,
-    backward, AdamW (fused, as podium's)."""
+    backward, AdamW (fused, as podium's; the same parameter groups: no decay on 1-D parameters)."""
+    from timm.optim import param_groups_weight_decay
+
     model = copy.deepcopy(model).to(accelerator.device)
+    groups = param_groups_weight_decay(model, cfg.train.weight_decay)
     try:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                      fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, fused=True)
     except RuntimeError:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
     model, optimizer = accelerator.prepare(model, optimizer)
-    on_device = [(x.to(accelerator.device), y.to(accelerator.device)) for x, y, _ in batches]
+    fmt = torch.channels_last if _channels_last(model) else torch.contiguous_format
+    on_device = [(x.to(accelerator.device).contiguous(memory_format=fmt), y.to(accelerator.device))
+                 for x, y, _ in batches]
     mean = torch.tensor(cfg.augment.mean, device=accelerator.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(cfg.augment.std, device=accelerator.device).view(1, 3, 1, 1) * 255
     model.train()
@@ -189,7 +208,7 @@ def gpu_figure(cfg, comp, cache_folder: Path, data_hash: str, model_name: str = 
                                               "num_workers": max(2, (os.cpu_count() or 2) - 2)}),
         "mix": cfg.mix.model_copy(update={"prob": 0.0}),
     })
-    accelerator, model = _step_setup(gcfg, comp)
+    accelerator, model, _ = _step_setup(gcfg, comp)
     if cuda:
         torch.backends.cudnn.benchmark = gcfg.train.cudnn_benchmark
     model = model.to(accelerator.device, memory_format=torch.channels_last)
@@ -251,17 +270,88 @@ def loader_stages(ds, batch_size: int, count: int = 96) -> dict[str, float]:
     return {"read": n / (read - start), "augment": n / (augment - read), "collate": n / (collate - augment)}
 
 
-def loader_and_step(cfg, comp, data_hash: str) -> dict:
-    """Figure 2 for one competition: the loader at its config's settings, the step alone."""
+def loader_and_step(cfg, comp, data_hash: str, accelerator) -> dict:
+    """Figure 2 for one competition: the loader at its config's settings, the step alone (in the
+    accelerator's precision: accelerate allows one per process)."""
     size = cfg.train.image_size
     cache = (build_cache([str(p) for p in comp.train["path"]], size, cfg.run_dir / "cache", cache_key(data_hash, size))
              if cfg.data.cache else None)
     loader = loader_rate(_dataset(cfg, comp, cache), cfg.train.batch_size, cfg.train.num_workers)
     batches = _batches(_dataset(cfg, comp, cache), cfg.train.batch_size, 10)
-    accelerator, model = _step_setup(cfg, comp)
+    torch.manual_seed(0)
+    model = create_model(cfg.model, comp.num_outputs)
+    if resolve(cfg, comp.num_outputs).channels_last:
+        model = model.to(memory_format=torch.channels_last)
     step = step_rates({"podium": podium_steps(cfg, comp, batches, accelerator, model)}, batches, 3)["podium"]
     return {"loader_images_per_s": loader, "step_images_per_s": step, "loader_over_step": loader / step,
             "stages_images_per_s_one_process": loader_stages(_dataset(cfg, comp, cache), cfg.train.batch_size)}
+
+
+def timm_folder(cfg, comp, folder: Path) -> Path:
+    """The training images as timm's folder reader wants them: <folder>/<label>/<file> (links)."""
+    for path, label in zip(comp.train["path"], comp.train[cfg.data.target], strict=True):
+        link = folder / str(label) / Path(path).name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(Path(path).resolve(), link)
+    return folder
+
+
+def over_timm_pipeline(cfg, comp, cache, accelerator, model, folder: Path, epochs: int = 3) -> dict:
+    """Figure 6: training images per second of podium's pass (its loader with the decode-once
+    cache, uint8 to the step, its step in the precision and memory format `auto` chose) and of a
+    pass built from timm's data pipeline (create_dataset over an image folder, create_loader with
+    its training transform: random resized crop, flip, colour jitter, float32 normalised in the
+    workers) with a plain float32 AdamW step. Same model and initial weights, size, batch and
+    workers; one warm-up epoch each, then `epochs` epochs each, interleaved and alternating which
+    goes first, so drifting load hits both alike."""
+    from timm.data import create_dataset, create_loader
+
+    size, batch, workers = cfg.train.image_size, cfg.train.batch_size, cfg.train.num_workers
+    ours = torch.utils.data.DataLoader(_dataset(cfg, comp, cache), batch_size=batch, shuffle=True, drop_last=True,
+                                       num_workers=workers, persistent_workers=workers > 0)
+    ours_model = copy.deepcopy(model).to(accelerator.device)
+    optimizer = build_optimizer(ours_model, cfg)
+    ours_model, optimizer = accelerator.prepare(ours_model, optimizer)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, _channels_last(ours_model))
+    parts = Step(cfg, comp, accelerator, ours_model, optimizer, lr_scheduler(optimizer, cfg, len(ours)),
+                 normalize, train_loss_fn(comp.task))
+
+    dataset = create_dataset("", root=str(folder), search_split=False, is_training=True)
+    theirs = create_loader(dataset, input_size=(3, size, size), batch_size=batch, is_training=True,
+                           num_workers=workers, use_prefetcher=False, device=torch.device("cpu"),
+                           mean=cfg.augment.mean, std=cfg.augment.std, persistent_workers=workers > 0)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format).float()
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+    def podium_epoch(epoch: int) -> int:
+        ours_model.train()
+        train_one_epoch(parts, ours, epoch * len(ours), None)
+        return len(ours) * batch
+
+    def timm_epoch(epoch: int) -> int:
+        plain.train()
+        n = 0
+        for x, y in theirs:
+            loss = F.cross_entropy(plain(x), y, label_smoothing=cfg.loss.label_smoothing)
+            loss.backward()
+            plain_opt.step()
+            plain_opt.zero_grad(set_to_none=True)
+            n += len(x)
+        return n
+
+    passes = {"podium": podium_epoch, "timm": timm_epoch}
+    seconds, images = dict.fromkeys(passes, 0.0), dict.fromkeys(passes, 0)
+    for epoch in range(1 + epochs):
+        for name in (list(passes) if epoch % 2 else list(passes)[::-1]):
+            start = time.perf_counter()
+            n = passes[name](epoch)
+            if epoch > 0:  # the first is the warm-up: workers start, page cache fills
+                seconds[name] += time.perf_counter() - start
+                images[name] += n
+    rate = {name: images[name] / seconds[name] for name in passes}
+    return {"over_timm_pipeline": rate["podium"] / rate["timm"], "podium_pass_images_per_s": rate["podium"],
+            "timm_pipeline_images_per_s": rate["timm"], "timm_pipeline_epochs": epochs}
 
 
 def main() -> None:
@@ -285,10 +375,14 @@ def main() -> None:
 
     # 3. podium's step vs a bare loop, the same batches, in memory
     batches = _batches(_dataset(cfg, comp, cache), cfg.train.batch_size, 10)
-    accelerator, model = _step_setup(cfg, comp)
+    accelerator, model, speed = _step_setup(cfg, comp)
     rates = step_rates({"bare": bare_steps(cfg, batches, accelerator, model),
                         "podium": podium_steps(cfg, comp, batches, accelerator, model)}, batches, 5)
     bare_rate, podium_rate = rates["bare"], rates["podium"]
+
+    # 6. podium's whole training pass vs one from timm's data pipeline and a plain step
+    vs_timm = over_timm_pipeline(cfg, comp, cache if cfg.data.cache else None, accelerator, model,
+                                 timm_folder(cfg, comp, cfg.run_dir / "timm-folder"))
 
     # 2. the loader at default settings vs the step alone, on this data and on the demo
     by_data = {Path(cfg.data.dir).name: {
@@ -298,7 +392,7 @@ def main() -> None:
                                                          cfg.train.batch_size)}}
     if shared:
         demo_cfg = load_config(REPO / "configs" / "default.yaml", [f"runs_dir={REPO / 'runs' / 'bench'}"])
-        by_data["demo"] = loader_and_step(demo_cfg, *preflight(demo_cfg))
+        by_data["demo"] = loader_and_step(demo_cfg, *preflight(demo_cfg), accelerator)
     worst = min(by_data, key=lambda name: by_data[name]["loader_over_step"])
 
     figures = {
@@ -314,6 +408,8 @@ def main() -> None:
         "loader_over_step_by_data": by_data,
         "step_overhead": bare_rate / podium_rate - 1.0,
         "bare_step_images_per_s": bare_rate, "podium_step_images_per_s": podium_rate,
+        "auto_precision": speed.precision, "auto_channels_last": speed.channels_last, "auto_why": speed.why,
+        **vs_timm,
     }
     if not args.skip_progressive:
         # 4. progressive resizing's wall time against the same epochs at full size
@@ -343,6 +439,8 @@ def main() -> None:
          "s", "<= 0.6"),
         ("   (training passes only)", "progressive_train_ratio", "progressive_train_seconds",
          "full_size_train_seconds", "s", ""),
+        ("6. podium pass / timm pipeline", "over_timm_pipeline", "podium_pass_images_per_s",
+         "timm_pipeline_images_per_s", "img/s", ">= 1.25"),
     ]
     for label, key, a, b, unit, target in rows:
         if key in figures:
@@ -359,6 +457,8 @@ def main() -> None:
                   + {"read": "turn on data.cache or add workers",
                      "augment": "add workers (train.num_workers) or lighten augment.train",
                      "collate": "add workers (train.num_workers)"}[slowest])
+    print(f"   auto chose {'float32' if speed.precision == 'no' else speed.precision}"
+          f"{', channels_last' if speed.channels_last else ''} ({speed.why})")
     if gpu is None:
         print("5. GPU figures: no GPU on this machine")
     else:

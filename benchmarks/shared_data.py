@@ -1,6 +1,7 @@
 """Kaggle-style competition folders from the shared real-image sets (when ../shared exists).
 
-    python benchmarks/shared_data.py            # writes data/hymenoptera/ (and data/cifar10/ with --cifar)
+    python benchmarks/shared_data.py            # writes data/hymenoptera/
+    python benchmarks/shared_data.py --cifar N  # and data/cifar10/: the first N CIFAR-10 images (0: all)
 
 hymenoptera: 397 ant/bee photographs; a fixed 20% becomes the test set (its labels kept aside in
 test_labels.csv for scoring a submission), ids are file names with their extension.
@@ -64,8 +65,9 @@ def cifar10(out: Path = REPO / "data" / "cifar10", limit: int | None = None) -> 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cifar", action="store_true")
+    parser.add_argument("--cifar", type=int, default=None, metavar="N",
+                        help="also write data/cifar10/ from the first N images (0: all 60,000)")
     args = parser.parse_args()
     print(hymenoptera() or "no ../shared/datasets/hymenoptera")
-    if args.cifar:
-        print(cifar10() or "no ../shared/datasets/cifar10.tar")
+    if args.cifar is not None:
+        print(cifar10(limit=args.cifar or None) or "no ../shared/datasets/cifar10.tar")

@@ -208,7 +208,7 @@ def test_progressive_sizes_reach_persistent_workers_and_match_schedule(tmp_path,
         "runs_dir": str(tmp_path / "runs"), "data": {"dir": str(competition)}, "folds": {"n_splits": 3},
         "model": {"name": "test_efficientnet"},
         "train": {"epochs": 4, "batch_size": 16, "image_size": 32, "num_workers": 2},
-        "resize": {"start_scale": 0.5, "step": 8, "start_fraction": 0.0},
+        "resize": {"start_scale": 0.5, "step": 8, "start_fraction": 0.0, "min_size": 8},
         "mix": {"off_epochs": 1, "prob": 1.0},
     }))
     _ok(podium("schedule", "--config", str(config)))

@@ -120,7 +120,7 @@ def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monke
     torch._dynamo.reset()
     data, _ = write_competition(tmp_path / "comp", n_train=60, n_test=22)
     cfg = tiny_config(data, tmp_path / "runs", train={"epochs": 5, "batch_size": 8, "image_size": 32, "compile": True},
-                      resize={"step": 8}, predict={"batch_size": 16})
+                      resize={"step": 8, "min_size": 8}, predict={"batch_size": 16})
     train_sizes = {size_at(e, cfg) for e in range(cfg.train.epochs)}
     assert len(train_sizes) >= 2
     comp, data_hash = preflight(cfg)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from podium.config import MixConfig, config_from_dict
 from podium.losses import smooth, soft_targets, train_loss_fn
 from podium.mix import draw_mixing, mix, partner_mask
-from podium.schedule import lr_curve, size_at
+from podium.schedule import lr_curve, resize_note, size_at, smallest_size
 
 # --- Cosine decay with warm restarts ---------------------------------------------------------
 
@@ -137,6 +137,47 @@ def test_size_ramp_ends_at_full_size_for_the_last_fifth():
     assert {size_at(e, off) for e in range(20)} == {256}
     explicit = config_from_dict({"train": {"epochs": 6, "image_size": 64}, "resize": {"sizes": [[0, 32], [3, 64]]}})
     assert [size_at(e, explicit) for e in range(6)] == [32, 32, 32, 64, 64, 64]
+
+
+def test_size_ramp_never_goes_below_twice_the_models_stride():
+    """The floor, 2 x the model's stride, is the least size at which its last feature map is more
+    than one pixel across (a real forward pass says so); below it the last stage's 3x3 kernels get
+    gradient on their centre tap only, so the other taps meet real pixels untrained when the size
+    grows. A 32 px competition on a stride-32 ResNet therefore trains at full size throughout."""
+    import timm
+
+    model = timm.create_model("test_resnet", num_classes=3)
+    cfg = config_from_dict({"model": {"name": "test_resnet"}, "train": {"epochs": 12, "image_size": 32},
+                            "resize": {"step": 8}})
+    floor = smallest_size(cfg)
+    assert floor == 64
+    assert model.forward_features(torch.zeros(2, 3, floor, floor)).shape[-2:] == (2, 2)
+    assert model.forward_features(torch.zeros(2, 3, floor // 2, floor // 2)).shape[-2:] == (1, 1)
+
+    # why: at a 1x1 last map only the centre tap of the last 3x3 conv is trained
+    for norm in model.modules():  # timm zero-initializes each block's last BatchNorm scale
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(norm.weight)
+    conv = [m for m in model.layer4.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)][-1]
+    for size, outer_trained in ((32, False), (floor, True)):
+        model.zero_grad()
+        model(torch.randn(4, 3, size, size)).sum().backward()
+        outer = conv.weight.grad.clone()
+        outer[..., 1, 1] = 0
+        assert bool(outer.abs().sum() > 0) is outer_trained, size
+
+    assert {size_at(e, cfg) for e in range(12)} == {32}
+    assert "no room below train.image_size=32" in resize_note(cfg)
+    # larger images ramp from their half size, floored at 64
+    big = config_from_dict({"model": {"name": "test_resnet"}, "train": {"epochs": 10, "image_size": 96},
+                            "resize": {"step": 16}})
+    assert [size_at(e, big) for e in range(10)] == [64] * 7 + [80, 96, 96] and resize_note(big) is None
+    # an explicit floor, and explicit sizes, are taken as written
+    low = config_from_dict({"model": {"name": "test_resnet"}, "train": {"epochs": 12, "image_size": 32},
+                            "resize": {"step": 8, "min_size": 8}})
+    assert size_at(0, low) == 16 and resize_note(low) is None
+    explicit = cfg.model_copy(update={"resize": cfg.resize.model_copy(update={"sizes": [[0, 16], [6, 32]]})})
+    assert [size_at(e, explicit) for e in (0, 6)] == [16, 32]
 
 
 def test_best_epoch_is_chosen_among_full_size_validations_only():

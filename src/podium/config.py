@@ -157,8 +157,11 @@ class TrainConfig(_Section):
     clip_grad_norm: float | None = Field(None, gt=0, description=(
         "clip the gradient norm to this value; null: no clipping"))
     precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description=(
-        "`auto` (bf16 on GPUs that have it, else fp16; off on CPU), `no`, `bf16`, `fp16`"))
-    channels_last: Literal["auto", "on", "off"] = Field("auto", description="`auto` (on with a GPU), `on`, `off`")
+        "training autocast: `auto` (on a GPU bf16, else fp16; on a CPU whichever of float32 and "
+        "bf16 trains faster, timed once per machine, bf16 only where the CPU has it natively), `no` "
+        "(float32), `bf16`, `fp16`. OOF and test predictions are always made in float32"))
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description=(
+        "memory format: `auto` (on with a GPU; on a CPU timed with `precision`), `on`, `off`"))
     compile: bool = Field(False, description=(
         "`torch.compile` the model (once; at most one graph per image size and train/eval mode)"))
     # A few fixed sizes (progressive resizing's) cost a few tunings.
@@ -238,11 +241,21 @@ class ResizeConfig(_Section):
         "the ramp up from the first size begins this far into training"))
     end_fraction: float = Field(0.8, gt=0, le=1, description="full size from this fraction of training on")
     step: int = Field(32, ge=1, description="sizes are multiples of this")
+    # Below 2 x the model's stride its last stage sees a 1x1 map: a 3x3 kernel there multiplies
+    # zero padding with all but its centre tap, so those taps get no gradient and keep their
+    # initial values, which meet real pixels the first time the size grows (README, "Progressive
+    # resizing").
+    min_size: int | Literal["auto"] = Field("auto", description=(
+        "the ramp never goes below this size; `auto`: 2 x the model's total stride (64 px for a "
+        "stride-32 ResNet), so every kernel of the last stage sees more than one pixel. With "
+        "`train.image_size` at or below it, training runs at full size throughout"))
 
     @model_validator(mode="after")
     def _ordered(self):
         if self.end_fraction <= self.start_fraction:
             raise ValueError("resize.end_fraction must be larger than resize.start_fraction")
+        if isinstance(self.min_size, int) and self.min_size < 1:
+            raise ValueError("resize.min_size must be a positive number of pixels or auto")
         if self.sizes is not None and (not self.sizes or self.sizes[0][0] != 0):
             raise ValueError("resize.sizes must start at epoch 0")
         return self

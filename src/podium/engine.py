@@ -38,7 +38,8 @@ from .models import backbone_parameters, create_model
 from .plots import plot_history
 from .predict import predict
 from .provenance import provenance
-from .schedule import lr_scheduler, size_at, updates_per_epoch
+from .schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
+from .speed import Speed, resolve as resolve_speed
 from .teachers import distilled, pseudo_labels, soft_truth
 
 # ---------------------------------------------------------------------------------------------
@@ -64,14 +65,6 @@ def _tracker_params(cfg: Config) -> dict:
 def _mix_name(cfg: Config) -> str:
     on = [n for n, a in (("mixup", cfg.mix.mixup_alpha), ("cutmix", cfg.mix.cutmix_alpha)) if a > 0]
     return "+".join(on) or "off"
-
-
-def resolve_precision(cfg: Config) -> str:
-    if cfg.train.precision != "auto":
-        return cfg.train.precision
-    if not torch.cuda.is_available():
-        return "no"  # CPU autocast is slow for convolutions here; float32 it is
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -245,10 +238,10 @@ class FoldState:
         return True
 
 
-def start_accelerator(cfg: Config, expected_processes: int | None) -> Accelerator:
+def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed) -> Accelerator:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # with no GPU, several processes form a gloo group only with cpu=True
-        mixed_precision=resolve_precision(cfg),
+        mixed_precision=speed.precision,
         gradient_accumulation_steps=cfg.train.grad_accum,
         # podium steps the lr itself, once per optimizer update (see schedule.py)
         step_scheduler_with_optimizer=False,
@@ -334,7 +327,8 @@ def taught(cfg: Config, comp: Competition, in_train: np.ndarray, train_df: pd.Da
     return train_df, train_y, pseudo
 
 
-def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: FoldData) -> tuple[Step, FoldData]:
+def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: FoldData,
+               speed: Speed) -> tuple[Step, FoldData]:
     """The model, optimizer, scheduler and EMA, prepared by Accelerate together with the loaders.
     Call after seeding: the seed decides the initial weights, the same on every process."""
     use_cpu = not torch.cuda.is_available()
@@ -343,10 +337,9 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
         model.set_grad_checkpointing(True)
     if not use_cpu:
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
-    channels_last = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and not use_cpu)
-    if channels_last:
+    if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, channels_last)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, speed.channels_last)
     model = model.to(accelerator.device)
     optimizer = build_optimizer(model, cfg)  # while every parameter trains: timm groups only those
     backbone = backbone_parameters(model) if cfg.train.freeze_epochs else []
@@ -392,7 +385,7 @@ def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str])
 
 
 def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[str, str], state: FoldState,
-                resume: Path | None) -> None:
+                resume: Path | None, speed: Speed) -> None:
     """Main process: the resolved config with provenance, and the history kept so far."""
     out = runs.fold_dir(cfg, fold)
     out.mkdir(parents=True, exist_ok=True)
@@ -401,6 +394,7 @@ def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[s
         seed=cfg.seed, fold=fold, folds_hash=inputs.get("folds"), config_hash=inputs.get("config"),
         data_hash=inputs.get("data"), num_processes=accelerator.num_processes,
         distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
+        channels_last=speed.channels_last, speed_choice=speed.why,
         device=str(accelerator.device), resumed_from=str(resume) if resume else None,
     )
     artifacts.write_yaml(out / runs.CONFIG_YAML, saved_cfg)
@@ -416,8 +410,14 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
     accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
     data.valid_state.set(state.epoch, cfg.train.image_size)  # the OOF at the full size, as the test set
     tta = cfg.predict.tta_hflip
-    oof_probs, _ = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task, tta, False)
-    test_probs, _ = predict(step.eval_model, data.test_loader, step.normalize, accelerator, comp.task, tta, False)
+    # In float32 whatever the training precision: the OOF score and the submission do not depend
+    # on the device's fast arithmetic, and the offline bundle (float32) reproduces them. Training
+    # is over, so accelerate's autocast wrapper comes off the forward for good.
+    final = accelerator.unwrap_model(step.eval_model, keep_fp32_wrapper=False)
+    oof_probs, _ = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, tta, False,
+                           autocast=False)
+    test_probs, _ = predict(final, data.test_loader, step.normalize, accelerator, comp.task, tta, False,
+                            autocast=False)
     if accelerator.is_main_process:
         out, id_col, cols = runs.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
         weights = safetensors_bytes({k: v.contiguous() for k, v in state.best_weights.items()})
@@ -445,24 +445,31 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
 
 
 def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processes: int | None = None,
-               resume: Path | None = None) -> None:
-    accelerator = start_accelerator(cfg, expected_processes)
+               resume: Path | None = None, speed: Speed | None = None) -> None:
+    """Train one fold; `speed` is what `auto` resolved to (stages.run_train measures it on a CPU;
+    None: resolved here without measuring)."""
+    comp = load_competition(cfg)
+    speed = speed or resolve_speed(cfg, comp.num_outputs, measure_cpu=False)
+    accelerator = start_accelerator(cfg, expected_processes, speed)
     main = accelerator.is_main_process
     if cfg.log_with:
         accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_tracker_params(cfg))
     # Seed before building the model: every process gets the same initial weights.
     set_seed(cfg.seed)
-    comp = load_competition(cfg)
     data = build_loaders(cfg, comp, fold, inputs["data"])
-    step, data = build_step(cfg, comp, accelerator, data)
+    step, data = build_step(cfg, comp, accelerator, data, speed)
     state = resume_from(step, resume) if resume is not None else FoldState()
     if main:
-        write_start(cfg, fold, accelerator, inputs, state, resume)
+        write_start(cfg, fold, accelerator, inputs, state, resume, speed)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
         pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
         print(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
+        print(f"speed: {'float32' if speed.precision == 'no' else speed.precision}"
+              f"{', channels_last' if speed.channels_last else ''} ({speed.why})", flush=True)
+        if note := resize_note(cfg):
+            print(note, flush=True)
 
     ckpt_root = runs.fold_dir(cfg, fold) / runs.CHECKPOINTS
     epochs, process = cfg.train.epochs, accelerator.process_index

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import timm
@@ -36,6 +37,20 @@ def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
             raise PodiumError(f"config key 'model.drop_path_rate': timm's {cfg.name} has no drop path "
                               "(stochastic depth); set it to 0") from None
         raise
+
+
+@cache
+def output_stride(name: str) -> int:
+    """How many input pixels one pixel of the model's last feature map spans (32 for ResNets,
+    EfficientNets and ConvNeXts, 16 for ViT-*/16), from timm's feature_info. The model is built on
+    the meta device: no memory, no weights, a few milliseconds."""
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        raise PodiumError(f"config key 'model.name': timm has no model '{name}'")
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    info = getattr(model, "feature_info", None)
+    # A model without feature_info: the common total stride of ImageNet CNNs.
+    return int(info[-1]["reduction"]) if info else 32
 
 
 def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

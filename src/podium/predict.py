@@ -9,6 +9,8 @@ binary task, P(class 1)), the shape oof.csv and test.csv hold (runs.Predictions)
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,8 +47,10 @@ def forward_probs(model, images: torch.Tensor, task: str, tta_hflip: bool) -> tu
 
 
 @torch.no_grad()
-def predict(model, loader, normalize, accelerator, task: str, tta_hflip: bool, with_loss: bool):
+def predict(model, loader, normalize, accelerator, task: str, tta_hflip: bool, with_loss: bool,
+            autocast: bool = True):
     """(probabilities (n, C) in the dataset's row order, mean loss) for every row of `loader`'s dataset.
+    `autocast`: in the training precision (the per-epoch validation); off: in float32.
 
     Each batch carries its row indices; gather_for_metrics drops the rows a distributed
     sampler repeats to even out the last batch, and the check below proves every row came back
@@ -55,7 +59,7 @@ def predict(model, loader, normalize, accelerator, task: str, tta_hflip: bool, w
     model.eval()
     probs, rows, losses = [], [], []
     for images, y, idx in loader:
-        with accelerator.autocast():
+        with accelerator.autocast() if autocast else contextlib.nullcontext():
             logits, p = forward_probs(model, normalize(images), task, tta_hflip)
         loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
         p, idx, loss = accelerator.gather_for_metrics((p.contiguous(), idx, loss))

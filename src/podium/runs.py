@@ -50,7 +50,8 @@ FOLD_SECTIONS = ("seed", "data", "folds")
 
 def shared_dir(cfg: Config) -> Path:
     """`<runs_dir>/.cache/`: what experiments on the same images share (the decoded-image cache,
-    the per-image check results), so a second experiment or seed decodes nothing again."""
+    the per-image check results), so a second experiment or seed decodes nothing again, and the
+    speed settings measured on this machine."""
     return Path(cfg.runs_dir) / ".cache"
 
 
@@ -60,6 +61,11 @@ def image_cache_dir(cfg: Config) -> Path:
 
 def image_check_file(cfg: Config) -> Path:
     return shared_dir(cfg) / "image-check.json"
+
+
+def speed_cache(cfg: Config) -> Path:
+    """The precision and memory format `auto` measured fastest, per machine, model, size and batch."""
+    return shared_dir(cfg) / "speed.json"
 
 
 def fold_dir(cfg: Config, fold: int) -> Path:

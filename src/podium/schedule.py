@@ -81,7 +81,8 @@ def size_at(epoch: int, cfg: Config) -> int:
     Explicit `resize.sizes`: the last [epoch, size] entry at or before this epoch.
     Ramp: start_scale * image_size until start_fraction of training, then linear up to
     image_size, reached at end_fraction and kept to the end, so at least the last
-    (1 - end_fraction) of the epochs run at full size. Sizes are multiples of `step`.
+    (1 - end_fraction) of the epochs run at full size. Sizes are multiples of `step`, never
+    below smallest_size (explicit sizes are taken as written).
     """
     r, full, epochs = cfg.resize, cfg.train.image_size, cfg.train.epochs
     if not r.enabled:
@@ -96,4 +97,27 @@ def size_at(epoch: int, cfg: Config) -> int:
     start = r.start_scale * full
     progress = 0.0 if epoch <= ramp_start else (epoch - ramp_start) / (ramp_end - ramp_start)
     size = start + (full - start) * progress
-    return int(min(full, max(r.step, round(size / r.step) * r.step)))
+    floor = math.ceil(smallest_size(cfg) / r.step) * r.step
+    return int(min(full, max(floor, round(size / r.step) * r.step)))
+
+
+def smallest_size(cfg: Config) -> int:
+    """The ramp's floor, `resize.min_size`; `auto`: twice the model's total stride, the least
+    size at which the last stage's feature map is more than one pixel across."""
+    if cfg.resize.min_size != "auto":
+        return int(cfg.resize.min_size)
+    from .models import output_stride
+
+    return 2 * output_stride(cfg.model.name)
+
+
+def resize_note(cfg: Config) -> str | None:
+    """A line to print when progressive resizing is on but has no room: the floor is at or above
+    train.image_size, so every epoch trains at full size."""
+    r = cfg.resize
+    if not r.enabled or r.sizes is not None or smallest_size(cfg) < cfg.train.image_size:
+        return None
+    why = ("resize.min_size" if r.min_size != "auto"
+           else f"2 x {cfg.model.name}'s stride of {smallest_size(cfg) // 2}, resize.min_size: auto")
+    return (f"progressive resizing: no room below train.image_size={cfg.train.image_size} "
+            f"(the smallest size is {smallest_size(cfg)} px: {why}); every epoch trains at full size")

@@ -166,6 +166,7 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
     count) go to fold<k>/worker.json, named on its command line, so it can be rerun by hand.
     """
     from .launch import launch_command, run_launch
+    from .speed import resolve
 
     if not 0 <= fold < cfg.folds.n_splits:
         raise PodiumError(f"FOLD={fold}: folds are numbered 0 to {cfg.folds.n_splits - 1} (folds.n_splits)")
@@ -188,14 +189,17 @@ def run_train(cfg: Config, fold: int, nproc: int | None = None, fresh: bool = Fa
         for note in notes:
             _out(note)
         runs.clear_fold(cfg, fold)
+        speed = resolve(cfg, comp.num_outputs)  # on a CPU, `auto` times the settings once per machine
         artifacts.write_json(job_file, {"fold": fold, "inputs": inputs, "resume": str(resume) if resume else None,
-                                        "processes": expected, "config": cfg.model_dump(mode="json")})
+                                        "processes": expected, "speed": speed.as_json(),
+                                        "config": cfg.model_dump(mode="json")})
         return run_launch(argv, env)
 
 
 def train_worker(job_file: str) -> None:
     """Inside `accelerate launch` (or run by hand): train the fold that worker.json describes."""
     from .engine import train_fold
+    from .speed import Speed
 
     try:
         job = artifacts.read_json(job_file)
@@ -206,7 +210,8 @@ def train_worker(job_file: str) -> None:
     if resume is not None and not resume.is_dir():
         raise PodiumError(f"{job_file}: its resume checkpoint {resume} is gone (a later run replaced it); "
                           f"run make train FOLD={job['fold']} to resume from the newest one")
-    train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume)
+    speed = Speed(**job["speed"]) if job.get("speed") else None
+    train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume, speed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +359,7 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
     group gets (layer decay scales them; a frozen backbone's is 0)."""
     from .folds import split_folds
     from .plots import plot_schedule
-    from .schedule import lr_curve, size_at, updates_per_epoch
+    from .schedule import lr_curve, resize_note, size_at, updates_per_epoch
 
     comp, _ = load_checked(cfg)
     sizes = split_folds(comp.train, cfg)["fold"].value_counts()
@@ -372,6 +377,8 @@ def run_schedule(cfg: Config, nproc: int = 1) -> Path:
     png = plot_schedule(table, cfg, cfg.run_dir / "schedule.png")
     _out(f"wrote {out} and {png}: {len(table)} updates ({per_epoch} per epoch, {n_train} training rows, "
          f"{nproc} process(es)); sizes by epoch: {[size_at(e, cfg) for e in range(cfg.train.epochs)]}")
+    if note := resize_note(cfg):
+        _out(note)
     return out
 
 

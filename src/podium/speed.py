@@ -1,0 +1,139 @@
+"""What `train.precision: auto` and `train.channels_last: auto` become on the device a fold trains on.
+
+On a GPU the answer is known: bf16 autocast (fp16 where bf16 is missing) and channels_last. On a
+CPU it depends on the CPU and on the work: on a Xeon with AMX, resnet18 at 128 px trains 2.3x
+faster in bf16 with channels_last than in float32, while at 32 px float32 in the default layout
+is the fastest of the four. So on a CPU, `auto` times a few training steps of the fold's model at
+its full image size in each setting the CPU can run (bf16 only where the CPU computes it natively)
+and keeps the fastest, if it beats float32 in the default layout by 10% (a tie keeps float32, the
+exact arithmetic). The answer is kept in runs/.cache/speed.json, keyed by the machine, torch,
+model, size and batch: every fold of an experiment (and a resumed one) makes the same choice, and
+measures nothing after the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+
+import numpy as np
+import torch
+
+from . import artifacts, runs
+from .config import Config
+
+# Enough steps to rank the settings (the differences worth choosing are tens of percent), few
+# enough to cost seconds: the median of the timed rounds, interleaved so drifting load hits all.
+WARMUP, ROUNDS, MAX_BATCH = 1, 3, 16
+# float32 in the default layout is the exact reference arithmetic: another setting replaces it
+# only when clearly faster, not on a tie decided by noise (at 32 px the four are within 10%).
+MARGIN = 1.10
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    precision: str  # accelerate's mixed_precision: "no", "bf16", "fp16"
+    channels_last: bool
+    why: str = ""
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _fixed(cfg: Config, cuda: bool) -> tuple[list[str], list[bool]]:
+    """The candidate precisions and memory formats: one each where the config fixes it or on a GPU."""
+    t = cfg.train
+    if t.precision != "auto":
+        precisions = [t.precision]
+    elif cuda:
+        precisions = ["bf16" if torch.cuda.is_bf16_supported() else "fp16"]
+    else:
+        # bf16 on a CPU without native bf16 arithmetic is emulated and slower: not a candidate
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        precisions = ["no", "bf16"] if native else ["no"]
+    formats = [t.channels_last == "on"] if t.channels_last != "auto" else ([True] if cuda else [False, True])
+    return precisions, formats
+
+
+def _key(cfg: Config, num_outputs: int, batch: int) -> str:
+    return (f"{platform.machine()} {platform.processor() or '?'} {torch.backends.cpu.get_cpu_capability()} "
+            f"threads={torch.get_num_threads()} torch={torch.__version__} | {cfg.model.name} "
+            f"outputs={num_outputs} size={cfg.train.image_size} batch={batch} "
+            f"checkpointing={cfg.train.grad_checkpointing}")
+
+
+def measure(cfg: Config, num_outputs: int, settings: list[tuple[str, bool]], batch: int) -> dict:
+    """Training images per second of the fold's model at full size in each (precision,
+    channels_last) setting: forward, cross-entropy, backward and an AdamW step on random images."""
+    import timm
+
+    torch.manual_seed(0)
+    size = cfg.train.image_size
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, num_outputs, (batch,))
+    reference = timm.create_model(cfg.model.name, num_classes=num_outputs).state_dict()
+    steps = {}
+    for precision, channels_last in settings:
+        model = timm.create_model(cfg.model.name, num_classes=num_outputs)
+        model.load_state_dict(reference)
+        if cfg.train.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        images = x.contiguous(memory_format=fmt)
+
+        def step(model=model, optimizer=optimizer, images=images, bf16=precision == "bf16") -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(model(images).float(), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        steps[(precision, channels_last)] = step
+    times = {k: [] for k in steps}
+    for r in range(WARMUP + ROUNDS):
+        for k in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+            start = time.perf_counter()
+            steps[k]()
+            if r >= WARMUP:
+                times[k].append(time.perf_counter() - start)
+    return {k: batch / float(np.median(v)) for k, v in times.items()}
+
+
+def _describe(rates: dict) -> str:
+    return ", ".join(f"{'bf16' if p == 'bf16' else 'float32'}{' channels_last' if cl else ''} {r:.0f}"
+                     for (p, cl), r in sorted(rates.items(), key=lambda kv: -kv[1])) + " img/s"
+
+
+def choose(rates: dict) -> tuple[str, bool]:
+    """The fastest (precision, channels_last), unless float32 in the default layout (when it was
+    timed) is within MARGIN of it."""
+    best = max(rates, key=rates.get)
+    plain = ("no", False)
+    return plain if plain in rates and rates[best] < MARGIN * rates[plain] else best
+
+
+def resolve(cfg: Config, num_outputs: int, measure_cpu: bool = True) -> Speed:
+    """The precision and memory format a fold trains with (see the module's docstring)."""
+    cuda = torch.cuda.is_available()
+    precisions, formats = _fixed(cfg, cuda)
+    settings = [(p, f) for p in precisions for f in formats]
+    if len(settings) == 1:
+        (precision, channels_last), = settings
+        return Speed(precision, channels_last, "the GPU's fast settings" if cuda else "as configured")
+    if not measure_cpu:  # nothing to time with: float32 in the default layout, always correct
+        return Speed("no", False, "not measured")
+    batch = min(cfg.train.batch_size, MAX_BATCH)
+    key = _key(cfg, num_outputs, batch)
+    path = runs.speed_cache(cfg)
+    known = artifacts.read_json(path) if path.is_file() else {}
+    if key in known:
+        found = known[key]
+        return Speed(found["precision"], found["channels_last"], f"measured earlier ({found['why']})")
+    rates = measure(cfg, num_outputs, settings, batch)
+    precision, channels_last = choose(rates)
+    chosen = Speed(precision, channels_last, f"measured on this CPU: {_describe(rates)}")
+    known = artifacts.read_json(path) if path.is_file() else {}  # another fold may have written meanwhile
+    artifacts.write_json(path, {**known, key: chosen.as_json()})
+    return chosen

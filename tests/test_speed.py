@@ -1,0 +1,95 @@
+"""What `auto` precision and memory format become on a CPU: measured once, kept, and never let
+into the scores (the OOF and test predictions are made in float32)."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from podium import artifacts, runs, speed
+from podium.speed import choose, resolve
+
+from conftest import tiny_config, write_competition
+
+
+def test_a_faster_setting_must_beat_float32_by_the_margin():
+    plain, fast = ("no", False), ("bf16", True)
+    assert choose({plain: 100.0, fast: 109.0, ("no", True): 104.0}) == plain  # a tie is noise
+    assert choose({plain: 100.0, fast: 111.0, ("no", True): 104.0}) == fast
+    assert choose({plain: 100.0, ("no", True): 130.0, fast: 120.0}) == ("no", True)
+    assert choose({plain: 100.0, fast: 40.0}) == plain
+
+
+def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"}, train={"batch_size": 8})
+    timed = []
+    real = speed.measure
+
+    def spy(cfg, num_outputs, settings, batch):
+        timed.append(settings)
+        return real(cfg, num_outputs, settings, batch)
+    monkeypatch.setattr(speed, "measure", spy)
+    first = resolve(cfg, 3)
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert sorted(timed[0]) == sorted([(p, f) for p in (["no", "bf16"] if native else ["no"]) for f in (False, True)])
+    assert (first.precision, first.channels_last) in timed[0] and first.why.startswith("measured on this CPU")
+    saved = artifacts.read_json(runs.speed_cache(cfg))
+    assert [(v["precision"], v["channels_last"]) for v in saved.values()] == [(first.precision, first.channels_last)]
+
+    again = resolve(cfg, 3)  # another fold, or a resumed one: the same choice, nothing timed
+    assert len(timed) == 1 and (again.precision, again.channels_last) == (first.precision, first.channels_last)
+    assert again.why.startswith("measured earlier")
+    bigger = cfg.model_copy(update={"train": cfg.train.model_copy(update={"image_size": 24})})
+    resolve(bigger, 3)  # another size is other work: timed again
+    assert len(timed) == 2
+
+
+def test_settings_the_config_fixes_are_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "measure", lambda *a: pytest.fail("measured a fixed setting"))
+    cfg = tiny_config(tmp_path, tmp_path / "runs", train={"precision": "no", "channels_last": "on"})
+    assert (resolve(cfg, 3).precision, resolve(cfg, 3).channels_last) == ("no", True)
+    assert not runs.speed_cache(cfg).exists()
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one precision per process: other in-process tests trained in float32."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fresh_accelerate_state):
+    """The OOF score and the submission do not depend on the training precision: a float32,
+    default-layout forward pass of the fold's saved weights gives its test.csv exactly."""
+    from podium.competition import load_competition
+    from podium.data import ImageDataset, Normalize
+    from podium.engine import train_fold
+    from podium.models import create_model
+    from podium.predict import forward_probs
+    from podium.stages import preflight, run_folds
+
+    data, _ = write_competition(tmp_path / "comp", n_train=40, n_test=10)
+    cfg = tiny_config(data, tmp_path / "runs", train={"precision": "bf16", "channels_last": "on"})
+    comp, data_hash = preflight(cfg)
+    run_folds(cfg, comp)
+    chosen = resolve(cfg, comp.num_outputs)
+    assert (chosen.precision, chosen.channels_last) == ("bf16", True)
+    train_fold(cfg, 0, runs.train_inputs(cfg, 0, data_hash), speed=chosen)
+    saved = yaml.safe_load((runs.fold_dir(cfg, 0) / runs.CONFIG_YAML).read_text())["provenance"]
+    assert (saved["mixed_precision"], saved["channels_last"]) == ("bf16", True)
+
+    comp = load_competition(cfg)
+    model = create_model(cfg.model, comp.num_outputs).eval()
+    model.load_state_dict(load_file(str(runs.fold_dir(cfg, 0) / runs.WEIGHTS)))
+    ds = ImageDataset(comp.test["path"], None, cfg.augment.valid, cfg.train.image_size, cfg.seed, "augment.valid",
+                      False, None)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        _, probs = forward_probs(model, Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(images), comp.task, False)
+    written = runs.read_fold(cfg, 0, runs.TEST_CSV, comp.prob_columns)
+    expected = runs.Predictions(comp.test[cfg.data.id_column].to_numpy(), probs.numpy()).in_order(written.ids)
+    np.testing.assert_allclose(written.probs, expected, rtol=0, atol=1e-5)
