@@ -21,6 +21,20 @@ def test_gpu_figure_path_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert (out["model"], out["image_size"], out["batch_size"]) == ("test_resnet", 16, 8)
 
 
+def test_timm_pipeline_figure_runs_both_passes_on_a_tiny_model(tmp_path):
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    cfg = tiny_config(data, tmp_path / "runs", model={"name": "test_resnet"}, train={"batch_size": 8})
+    comp, data_hash = bench.preflight(cfg)
+    folder = bench.timm_folder(cfg, comp, tmp_path / "folder")
+    # timm's folder reader sees every training image once, under its label
+    assert sorted(p.parent.name for p in folder.glob("*/*")) == sorted(map(str, comp.train[cfg.data.target]))
+    accelerator, model, speed = bench._step_setup(cfg, comp)
+    assert (speed.precision, speed.channels_last) == ("no", False)
+    out = bench.over_timm_pipeline(cfg, comp, None, accelerator, model, folder, epochs=1)
+    assert out["podium_pass_images_per_s"] > 0 and out["timm_pipeline_images_per_s"] > 0
+    assert out["over_timm_pipeline"] == out["podium_pass_images_per_s"] / out["timm_pipeline_images_per_s"]
+
+
 def test_step_rates_time_every_step_on_every_batch():
     calls = {"a": [], "b": []}
     steps = {name: (lambda b, name=name: calls[name].append(b)) for name in calls}

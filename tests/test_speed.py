@@ -22,7 +22,8 @@ def test_a_faster_setting_must_beat_float32_by_the_margin():
 
 
 def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_path, monkeypatch):
-    cfg = tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"}, train={"batch_size": 8})
+    cfg = tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"},
+                      train={"batch_size": 8, "precision": "auto", "channels_last": "auto"})
     timed = []
     real = speed.measure
 
