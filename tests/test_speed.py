@@ -40,7 +40,7 @@ def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_pat
 
     again = resolve(cfg, 3)  # another fold, or a resumed one: the same choice, nothing timed
     assert len(timed) == 1 and (again.precision, again.channels_last) == (first.precision, first.channels_last)
-    assert again.why.startswith("measured earlier")
+    assert again.why == f"{first.why}; kept in {runs.speed_cache(cfg)}"
     bigger = cfg.model_copy(update={"train": cfg.train.model_copy(update={"image_size": 24})})
     resolve(bigger, 3)  # another size is other work: timed again
     assert len(timed) == 2

@@ -412,7 +412,8 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
     tta = cfg.predict.tta_hflip
     # In float32 whatever the training precision: the OOF score and the submission do not depend
     # on the device's fast arithmetic, and the offline bundle (float32) reproduces them. Training
-    # is over, so accelerate's autocast wrapper comes off the forward for good.
+    # is over, so accelerate's autocast wrapper comes off the forward for good (a compiled model
+    # stays compiled: with mixed precision its float32 forward is one more graph).
     final = accelerator.unwrap_model(step.eval_model, keep_fp32_wrapper=False)
     oof_probs, _ = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, tta, False,
                            autocast=False)

@@ -128,7 +128,7 @@ def resolve(cfg: Config, num_outputs: int, measure_cpu: bool = True) -> Speed:
     known = artifacts.read_json(path) if path.is_file() else {}
     if key in known:
         found = known[key]
-        return Speed(found["precision"], found["channels_last"], f"measured earlier ({found['why']})")
+        return Speed(found["precision"], found["channels_last"], f"{found['why']}; kept in {path}")
     rates = measure(cfg, num_outputs, settings, batch)
     precision, channels_last = choose(rates)
     chosen = Speed(precision, channels_last, f"measured on this CPU: {_describe(rates)}")
