@@ -51,6 +51,10 @@ def test_settings_the_config_fixes_are_not_measured(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path, tmp_path / "runs", train={"precision": "no", "channels_last": "on"})
     assert (resolve(cfg, 3).precision, resolve(cfg, 3).channels_last) == ("no", True)
     assert not runs.speed_cache(cfg).exists()
+    # untimed (a worker.json written by hand): a fixed half of the setting is still honoured
+    half = tiny_config(tmp_path, tmp_path / "runs", train={"precision": "auto", "channels_last": "on"})
+    assert (resolve(half, 3, measure_cpu=False).precision, resolve(half, 3, measure_cpu=False).channels_last) \
+        == ("no", True)
 
 
 @pytest.fixture

@@ -119,9 +119,10 @@ def resolve(cfg: Config, num_outputs: int, measure_cpu: bool = True) -> Speed:
     settings = [(p, f) for p in precisions for f in formats]
     if len(settings) == 1:
         (precision, channels_last), = settings
-        return Speed(precision, channels_last, "the GPU's fast settings" if cuda else "as configured")
-    if not measure_cpu:  # nothing to time with: float32 in the default layout, always correct
-        return Speed("no", False, "not measured")
+        fixed = cfg.train.precision != "auto" and cfg.train.channels_last != "auto"
+        return Speed(precision, channels_last, "as configured" if fixed or not cuda else "the GPU's fast settings")
+    if not measure_cpu:  # nothing timed: float32 in the default layout where the config allows it
+        return Speed(*(("no", False) if ("no", False) in settings else settings[0]), "not measured")
     batch = min(cfg.train.batch_size, MAX_BATCH)
     key = _key(cfg, num_outputs, batch)
     path = runs.speed_cache(cfg)
