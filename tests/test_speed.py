@@ -67,9 +67,11 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(True)
 
 
-def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fresh_accelerate_state):
+@pytest.mark.parametrize("ema", [False, True])
+def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fresh_accelerate_state, ema):
     """The OOF score and the submission do not depend on the training precision: a float32,
-    default-layout forward pass of the fold's saved weights gives its test.csv exactly."""
+    default-layout forward pass of the fold's saved weights gives its test.csv exactly (the EMA's
+    copy of the model predicts too, when it is on)."""
     from podium.competition import load_competition
     from podium.data import ImageDataset, Normalize
     from podium.engine import train_fold
@@ -78,7 +80,7 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     from podium.stages import preflight, run_folds
 
     data, _ = write_competition(tmp_path / "comp", n_train=40, n_test=10)
-    cfg = tiny_config(data, tmp_path / "runs", train={"precision": "bf16", "channels_last": "on"})
+    cfg = tiny_config(data, tmp_path / "runs", train={"precision": "bf16", "channels_last": "on", "ema": ema})
     comp, data_hash = preflight(cfg)
     run_folds(cfg, comp)
     chosen = resolve(cfg, comp.num_outputs)
