@@ -95,11 +95,14 @@ def _step_setup(cfg, comp):
 
     speed = resolve(cfg, comp.num_outputs)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=speed.precision)
+    return accelerator, _model(cfg, comp, speed), speed
+
+
+def _model(cfg, comp, speed):
+    """The config's model, seeded, in the memory format `speed` says."""
     torch.manual_seed(0)
     model = create_model(cfg.model, comp.num_outputs)
-    if speed.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return accelerator, model, speed
+    return model.to(memory_format=torch.channels_last) if speed.channels_last else model
 
 
 def _channels_last(model) -> bool:
@@ -278,10 +281,7 @@ def loader_and_step(cfg, comp, data_hash: str, accelerator) -> dict:
              if cfg.data.cache else None)
     loader = loader_rate(_dataset(cfg, comp, cache), cfg.train.batch_size, cfg.train.num_workers)
     batches = _batches(_dataset(cfg, comp, cache), cfg.train.batch_size, 10)
-    torch.manual_seed(0)
-    model = create_model(cfg.model, comp.num_outputs)
-    if resolve(cfg, comp.num_outputs).channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _model(cfg, comp, resolve(cfg, comp.num_outputs))
     step = step_rates({"podium": podium_steps(cfg, comp, batches, accelerator, model)}, batches, 3)["podium"]
     return {"loader_images_per_s": loader, "step_images_per_s": step, "loader_over_step": loader / step,
             "stages_images_per_s_one_process": loader_stages(_dataset(cfg, comp, cache), cfg.train.batch_size)}
@@ -457,8 +457,7 @@ def main() -> None:
                   + {"read": "turn on data.cache or add workers",
                      "augment": "add workers (train.num_workers) or lighten augment.train",
                      "collate": "add workers (train.num_workers)"}[slowest])
-    print(f"   auto chose {'float32' if speed.precision == 'no' else speed.precision}"
-          f"{', channels_last' if speed.channels_last else ''} ({speed.why})")
+    print(f"   auto chose {speed}")
     if gpu is None:
         print("5. GPU figures: no GPU on this machine")
     else:

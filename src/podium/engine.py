@@ -467,8 +467,7 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         print(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
-        print(f"speed: {'float32' if speed.precision == 'no' else speed.precision}"
-              f"{', channels_last' if speed.channels_last else ''} ({speed.why})", flush=True)
+        print(f"speed: {speed}", flush=True)
         if note := resize_note(cfg):
             print(note, flush=True)
 

@@ -12,16 +12,21 @@ from .config import Config, ModelConfig
 from .errors import PodiumError
 
 
+def check_name(name: str) -> None:
+    """A one-line error naming the config key when timm has no such model."""
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise PodiumError(f"config key 'model.name': timm has no model '{name}'{hint}")
+
+
 def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
     """A timm model with `num_outputs` logits; from cfg.pretrained_file when one is named.
 
     timm's pretrained_cfg_overlay=dict(file=...) loads the local file in place of a hub download
     (what an offline Kaggle kernel needs) and drops the classifier when its size differs.
     """
-    if cfg.name not in timm.list_models() and cfg.name.split(".")[0] not in timm.list_models():
-        close = timm.list_models(f"*{cfg.name.split('.')[0][:6]}*")[:5]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise PodiumError(f"config key 'model.name': timm has no model '{cfg.name}'{hint}")
+    check_name(cfg.name)
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
         kwargs["drop_path_rate"] = cfg.drop_path_rate
@@ -44,8 +49,7 @@ def output_stride(name: str) -> int:
     """How many input pixels one pixel of the model's last feature map spans (32 for ResNets,
     EfficientNets and ConvNeXts, 16 for ViT-*/16), from timm's feature_info. The model is built on
     the meta device: no memory, no weights, a few milliseconds."""
-    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-        raise PodiumError(f"config key 'model.name': timm has no model '{name}'")
+    check_name(name)
     with torch.device("meta"):
         model = timm.create_model(name)
     info = getattr(model, "feature_info", None)

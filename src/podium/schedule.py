@@ -114,10 +114,10 @@ def smallest_size(cfg: Config) -> int:
 def resize_note(cfg: Config) -> str | None:
     """A line to print when progressive resizing is on but has no room: the floor is at or above
     train.image_size, so every epoch trains at full size."""
-    r = cfg.resize
-    if not r.enabled or r.sizes is not None or smallest_size(cfg) < cfg.train.image_size:
+    r, floor = cfg.resize, smallest_size(cfg)
+    if not r.enabled or r.sizes is not None or floor < cfg.train.image_size:
         return None
     why = ("resize.min_size" if r.min_size != "auto"
-           else f"2 x {cfg.model.name}'s stride of {smallest_size(cfg) // 2}, resize.min_size: auto")
+           else f"2 x {cfg.model.name}'s stride of {floor // 2}, resize.min_size: auto")
     return (f"progressive resizing: no room below train.image_size={cfg.train.image_size} "
-            f"(the smallest size is {smallest_size(cfg)} px: {why}); every epoch trains at full size")
+            f"(the smallest size is {floor} px: {why}); every epoch trains at full size")

@@ -40,6 +40,13 @@ class Speed:
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
 
+    def __str__(self) -> str:
+        return f"{setting_name(self.precision, self.channels_last)} ({self.why})"
+
+
+def setting_name(precision: str, channels_last: bool) -> str:
+    return f"{'float32' if precision == 'no' else precision}{' + channels_last' if channels_last else ''}"
+
 
 def _fixed(cfg: Config, cuda: bool) -> tuple[list[str], list[bool]]:
     """The candidate precisions and memory formats: one each where the config fixes it or on a GPU."""
@@ -100,8 +107,8 @@ def measure(cfg: Config, num_outputs: int, settings: list[tuple[str, bool]], bat
 
 
 def _describe(rates: dict) -> str:
-    return ", ".join(f"{'bf16' if p == 'bf16' else 'float32'}{' channels_last' if cl else ''} {r:.0f}"
-                     for (p, cl), r in sorted(rates.items(), key=lambda kv: -kv[1])) + " img/s"
+    return ", ".join(f"{setting_name(*setting)} {rate:.0f}"
+                     for setting, rate in sorted(rates.items(), key=lambda kv: -kv[1])) + " img/s"
 
 
 def choose(rates: dict) -> tuple[str, bool]:
