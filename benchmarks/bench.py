@@ -43,23 +43,24 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from shared_data import hymenoptera  # noqa: E402
 
 from podium import artifacts  # noqa: E402
-from podium.cache import build_cache, cache_key  # noqa: E402
 from podium.config import load_config  # noqa: E402
-from podium.data import ImageDataset, LoaderState, Normalize  # noqa: E402
-from podium.engine import Step, build_optimizer, train_one_epoch  # noqa: E402
-from podium.images import read_rgb  # noqa: E402
-from podium.losses import train_loss_fn  # noqa: E402
-from podium.models import create_model  # noqa: E402
-from podium.schedule import lr_scheduler  # noqa: E402
-from podium.speed import resolve  # noqa: E402
-from podium.stages import preflight  # noqa: E402
+from podium.data.cache import build_cache, cache_key  # noqa: E402
+from podium.data.datasets import ImageDataset, LoaderState, Normalize  # noqa: E402
+from podium.data.images import read_rgb  # noqa: E402
+from podium.stages.current import preflight  # noqa: E402
+from podium.train.loop import Step, train_one_epoch  # noqa: E402
+from podium.train.losses import train_loss_fn  # noqa: E402
+from podium.train.models import create_model  # noqa: E402
+from podium.train.optimizer import build_optimizer  # noqa: E402
+from podium.train.precision import resolve  # noqa: E402
+from podium.train.schedule import lr_scheduler  # noqa: E402
 
 
 def _dataset(cfg, comp, cache=None):
     state = LoaderState(cfg.train.image_size)
     targets = comp.encode(comp.train)
     return ImageDataset(comp.train["path"], targets, cfg.augment.train, state, cfg.seed,
-                        "augment.train", True, cache)
+                        "augment.train", augment_seed=True, cache=cache)
 
 
 def loader_rate(ds, batch_size: int, workers: int, epochs: int = 3) -> float:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from podium import blend as bl
-from podium.metrics import higher_is_better, score
+from podium.evaluate import ensemble as bl
+from podium.evaluate.metrics import higher_is_better, score
 
 
 def _softmax(z):
@@ -253,7 +253,7 @@ def test_refusals():
 def test_weights_judged_after_a_temperature_equal_brute_force_of_the_judged_blend(seed):
     """Under log loss a blend is submitted after its temperature: with `judge`, the weights are the grid's
     best for the tempered blend (a temperature refitted for every candidate), not for the raw one."""
-    from podium.postprocess import fit
+    from podium.evaluate.postprocess import fit
 
     y, members = _members("multiclass", 3, 60, seed)
     members = [0.5 * p + 0.5 / 3 for p in members]  # underconfident, as Mixup and smoothing leave them

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from podium import artifacts, runs
-from podium.blending import check_blend, run_blend
+from podium import artifacts
 from podium.errors import PodiumError
-from podium.finished import read_finished
-from podium.leaderboard import leaderboard
-from podium.report import run_report
+from podium.runs import layout
+from podium.runs.finished import read_finished
+from podium.stages.blend import run_blend
+from podium.stages.current import check_blend
+from podium.stages.leaderboard import leaderboard
+from podium.stages.report import run_report
 
 from conftest import podium, tiny_config, write_competition
 from test_results import fake_experiment
@@ -76,7 +78,7 @@ def test_blend_refuses_other_competitions_stale_members_and_goes_stale_itself(tw
 
     run_blend(tmp_path / "runs", ["s0", "s1"], "both", "mean", str(tmp_path / "subs"))
     check_blend(tmp_path / "runs", "both")
-    (runs.fold_dir(members[1], 2) / "train.done.json").unlink()  # s1's fold 2 is being retrained
+    (layout.fold_dir(members[1], 2) / "train.done.json").unlink()  # s1's fold 2 is being retrained
     with pytest.raises(PodiumError, match="fold 2 did not finish training"):
         check_blend(tmp_path / "runs", "both")
     fake_experiment(members[1], seed=7)  # s1 retrained: other predictions than the blend was made from

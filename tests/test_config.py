@@ -110,9 +110,9 @@ def test_yaml_boolean_words_are_found_inside_optional_literals():
 
     from pydantic import ValidationError
 
-    from podium.config import _Section
+    from podium.config.sections import Section
 
-    class Switch(_Section):
+    class Switch(Section):
         mode: Literal["yes", "no", "later"] | None = None
         flag: Literal["true", "false"] = "true"
 
@@ -131,7 +131,7 @@ def test_bool_fields_accept_the_yaml_words_as_strings(tmp_path):
 
 def test_metric_names_come_from_the_metrics_table(tmp_path):
     from podium.config import Config
-    from podium.metrics import METRICS
+    from podium.evaluate.metrics import METRICS
 
     assert Config.model_fields["metric"].annotation.__args__ == tuple(METRICS)
     path = _write(tmp_path, "seed: 1\nfolds: {strategy: kfold}\n")

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from podium.config import load_config
-from podium.data import ImageDataset, Normalize
-from podium.inference import _DecodeForSize
-from podium.leaderboard import leaderboard
-from podium.models import create_model
+from podium.data.datasets import ImageDataset, Normalize
+from podium.predict.kernel import _DecodeForSize
+from podium.stages.leaderboard import leaderboard
+from podium.train.models import create_model
 
 from conftest import podium, write_competition
 
@@ -56,7 +56,8 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     oof = pd.read_csv(fold_dir / "oof.csv", dtype={"id": str}).set_index("id")["target"]
     train = pd.read_csv(comp / "train.csv", dtype={"id": str}).set_index("id").loc[oof.index]
     ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid,
-                      cfg.train.image_size, cfg.seed, "augment.valid", False, _DecodeForSize(cfg.train.image_size))
+                      cfg.train.image_size, cfg.seed, "augment.valid", augment_seed=False,
+                      cache=_DecodeForSize(cfg.train.image_size))
     model = create_model(cfg.model, 1).eval()
     model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
     with torch.no_grad():

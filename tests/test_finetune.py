@@ -13,16 +13,18 @@ from timm.layers import DropPath
 from timm.loss import SoftTargetCrossEntropy
 from torch.utils.data import DataLoader, TensorDataset
 
-from podium.competition import load_competition
 from podium.config import config_from_dict
-from podium.data import BalancedSampler, Normalize, class_index
-from podium.engine import Step, build_optimizer, freeze, scheduled_lr, train_one_epoch
+from podium.data.competition import load_competition
+from podium.data.datasets import BalancedSampler, Normalize, class_index
 from podium.errors import PodiumError
-from podium.losses import FocalLoss, train_loss_fn
-from podium.models import backbone_parameters, check_fine_tuning, create_model, head_parameters
-from podium.plots import row_shares
-from podium.schedule import lr_curve, lr_scheduler
-from podium.stages import preflight, run_schedule
+from podium.evaluate.plots import row_shares
+from podium.stages.current import preflight
+from podium.stages.schedule import run_schedule
+from podium.train.loop import Step, train_one_epoch
+from podium.train.losses import FocalLoss, train_loss_fn
+from podium.train.models import backbone_parameters, check_fine_tuning, create_model, head_parameters
+from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
+from podium.train.schedule import lr_curve, lr_scheduler
 
 from conftest import ok, podium, tiny_config, write_competition, write_config
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from podium.config import config_from_dict
+from podium.data.splits import split_folds
 from podium.errors import PodiumError
-from podium.folds import split_folds
 
 
 def _cfg(strategy, k=5, seed=42, task="multiclass", target="label", group=None):

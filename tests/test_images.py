@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from podium.data.images import read_rgb
 from podium.errors import PodiumError
-from podium.images import read_rgb
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, fbeta_score, mean_absolute_error
 
-from podium.metrics import METRICS, score, score_all
+from podium.evaluate.metrics import METRICS, score, score_all
 
 
 def _multilabel(seed: int, n: int = 60, labels: int = 4):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from podium.config import ModelConfig
+from podium.config.sections import ModelConfig
 from podium.errors import PodiumError
-from podium.models import create_model
+from podium.train.models import create_model
 
 
 def test_local_weights_file_is_loaded(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from podium import artifacts
 from podium.config import load_config
-from podium.runs import stale_reason
+from podium.runs.layout import stale_reason
 
 from conftest import REPO, pattern_image, podium
 
@@ -154,7 +154,7 @@ def test_two_cpu_processes_write_each_id_once(tmp_path, competition):
     assert test["id"].is_unique and len(test) == 30
     # the lr is stepped once per optimizer update, not once per process: (90 - fold) rows over
     # 2 processes x 8 = 4 updates, and the logged lr is the schedule's 4th
-    from podium.schedule import lr_curve
+    from podium.train.schedule import lr_curve
     history = pd.read_csv(fold_dir / "history.csv")
     assert np.isclose(history["lr"].iloc[0], lr_curve(load_config(config), 4)[3])
 
@@ -172,7 +172,7 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     _ok(podium("train", "--config", str(config), "--fold", "0"))
     fold_dir = tmp_path / "runs" / "skip" / "fold0"
     # 60 training rows / batch 8 = 7 full batches; in groups of 3 that is 3 updates per epoch
-    from podium.schedule import lr_curve
+    from podium.train.schedule import lr_curve
     lrs = lr_curve(load_config(config), 3)
     history = pd.read_csv(fold_dir / "history.csv")
     assert np.allclose(history["lr"], [lrs[2], lrs[5]])
@@ -182,7 +182,7 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     assert artifacts.file_hash(fold_dir / "model.safetensors") == weights
 
     cfg = load_config(config)
-    from podium.stages import preflight
+    from podium.stages.current import preflight
     _, data_hash = preflight(cfg)
     assert stale_reason(cfg, 0, data_hash) is None
     # a changed setting, a changed image, a changed output: each makes the fold stale, and says so

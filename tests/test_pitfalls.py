@@ -10,14 +10,15 @@ import pytest
 import torch
 from timm.utils import ModelEmaV3
 
-from podium.config import AugmentConfig
-from podium.data import ImageDataset, LoaderState
-from podium.launch import launch_command
+from podium.config.sections import AugmentConfig
+from podium.data.datasets import ImageDataset, LoaderState
+from podium.train.launch import launch_command
 
 
 def _augmenting_dataset(paths, state):
     aug = AugmentConfig(train=[{"name": "RandomResizedCrop", "scale": [0.2, 1.0]}, {"name": "HorizontalFlip"}])
-    return ImageDataset(paths, np.zeros(len(paths), dtype=np.int64), aug.train, state, 42, "augment.train", True)
+    return ImageDataset(paths, np.zeros(len(paths), dtype=np.int64), aug.train, state, 42, "augment.train",
+                        augment_seed=True)
 
 
 def _epoch(ds, workers):
@@ -40,12 +41,12 @@ def test_augmentation_is_per_sample_per_epoch_and_independent_of_workers(competi
 def test_loader_ships_uint8_and_normalizing_on_the_device_equals_albumentations(competition):
     import albumentations as A
 
-    from podium.data import Normalize
-    from podium.images import read_rgb
+    from podium.data.datasets import Normalize
+    from podium.data.images import read_rgb
 
     aug = AugmentConfig(valid=[{"name": "Resize"}])
     paths = sorted((competition / "train").glob("*.png"))[:4]
-    ds = ImageDataset(paths, None, aug.valid, 20, 0, "augment.valid", False)
+    ds = ImageDataset(paths, None, aug.valid, 20, 0, "augment.valid", augment_seed=False)
     batch = torch.stack([ds[i][0] for i in range(len(paths))])
     assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 20, 20)  # a quarter of float32's bytes
     ours = Normalize(aug.mean, aug.std, "cpu")(batch)
@@ -96,10 +97,11 @@ def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monke
 
     import torch._dynamo
 
-    from podium.engine import train_fold
-    from podium.runs import train_inputs
-    from podium.schedule import size_at
-    from podium.stages import preflight, run_folds
+    from podium.runs.layout import train_inputs
+    from podium.stages.current import preflight
+    from podium.stages.folds import run_folds
+    from podium.train.loop import train_fold
+    from podium.train.schedule import size_at
 
     from conftest import tiny_config, write_competition
 

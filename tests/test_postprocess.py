@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from podium import postprocess as pp
-from podium.metrics import score
+from podium.evaluate import postprocess as pp
+from podium.evaluate.metrics import score
 
 GRID8 = np.array([0.15, 0.25, 0.35, 0.45, 0.5, 0.6, 0.7, 0.85])
 
@@ -84,7 +84,7 @@ def test_temperature_on_separable_predictions_goes_to_the_lower_bound():
 def test_temperature_one_is_the_identity_and_an_underconfident_input_gets_sharpened(task):
     y, p = _classification(task, seed=11)
     np.testing.assert_allclose(pp.Fitted("temperature", task, (1.0,)).apply(p), p, atol=1e-6)
-    # Squash toward uniform, as Mixup and smoothing do (pitfall 24).
+    # Squash toward uniform, as Mixup and label smoothing do.
     flat = 0.4 * p + 0.6 * (1 / p.shape[1] if task == "multiclass" else 0.5)
     fitted = pp.fit("temperature", y, flat, "log_loss", task)
     assert fitted.params[0] < 1

@@ -6,9 +6,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from podium import artifacts, runs
+from podium import artifacts
 from podium.errors import PodiumError
-from podium.stages import data_fingerprint, load_checked, run_folds, run_oof, run_submit
+from podium.runs import layout, records
+from podium.stages.current import data_fingerprint, load_checked
+from podium.stages.folds import run_folds
+from podium.stages.oof import run_oof
+from podium.stages.submit import run_submit
 
 from conftest import tiny_config, write_competition
 
@@ -35,7 +39,7 @@ def _fake_fold_outputs(cfg, rng, cols, extra_oof_row: int | None = None):
             df.to_csv(out / name, index=False)
         (out / "model.safetensors").write_bytes(b"weights")
         (out / "history.csv").write_text("epoch\n0\n")
-        runs.mark_trained(cfg, k, runs.train_inputs(cfg, k, data_hash), info={})
+        layout.mark_trained(cfg, k, layout.train_inputs(cfg, k, data_hash), info={})
 
 
 def test_oof_covers_every_row_once_and_scores_like_sklearn(tmp_path, capsys):
@@ -134,11 +138,11 @@ def test_submission_with_unrecognised_columns_is_refused(tmp_path):
 def test_up_to_date_records_follow_content(tmp_path):
     out = tmp_path / "x.csv"
     artifacts.write_text(out, "a\n1\n")
-    artifacts.mark_done(tmp_path, "s", {"in": "1"}, [out])
-    assert artifacts.is_up_to_date(tmp_path, "s", {"in": "1"})
-    assert not artifacts.is_up_to_date(tmp_path, "s", {"in": "2"})
+    records.mark_done(tmp_path, "s", {"in": "1"}, [out])
+    assert records.is_up_to_date(tmp_path, "s", {"in": "1"})
+    assert not records.is_up_to_date(tmp_path, "s", {"in": "2"})
     artifacts.write_text(out, "a\n2\n")
-    assert not artifacts.is_up_to_date(tmp_path, "s", {"in": "1"})
+    assert not records.is_up_to_date(tmp_path, "s", {"in": "1"})
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
@@ -147,6 +151,6 @@ def fake_experiment(cfg, seed: int, cols=("a", "b", "c")):
     the resolved config where training saves it, the OOF joined."""
     run_folds(cfg)
     _fake_fold_outputs(cfg, np.random.default_rng(seed), list(cols))
-    artifacts.write_yaml(runs.fold_dir(cfg, 0) / runs.CONFIG_YAML, cfg.model_dump(mode="json"))
+    artifacts.write_yaml(layout.fold_dir(cfg, 0) / layout.CONFIG_YAML, cfg.model_dump(mode="json"))
     run_oof(cfg, show=False)
     return cfg

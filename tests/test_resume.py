@@ -16,8 +16,8 @@ import yaml
 from safetensors.torch import load_file
 
 from podium import artifacts
-from podium.checkpoint import STATE, FoldLock, find_resumable
 from podium.errors import PodiumError
+from podium.train.checkpoint import STATE, FoldLock, find_resumable
 
 from conftest import REPO, podium
 
@@ -99,7 +99,7 @@ def _fake_checkpoint(root, epoch, inputs, corrupt=False):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"x" * 64)
     (folder / STATE).write_text(json.dumps({"epoch": epoch, "inputs": inputs}))
-    from podium.checkpoint import MANIFEST, _manifest
+    from podium.train.checkpoint import MANIFEST, _manifest
     (folder / MANIFEST).write_text(json.dumps(_manifest(folder)))
     if corrupt:
         (folder / "model.safetensors").write_bytes(b"y" * 64)

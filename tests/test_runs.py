@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from podium import runs
 from podium.config import config_from_dict, load_config
 from podium.errors import PodiumError
-from podium.stages import data_fingerprint, load_checked, run_folds, run_oof, run_submit
+from podium.runs import layout
+from podium.stages.current import data_fingerprint, load_checked
+from podium.stages.folds import run_folds
+from podium.stages.oof import run_oof
+from podium.stages.submit import run_submit
 
 from conftest import REPO, podium, tiny_config, write_competition
 from test_results import _fake_fold_outputs
@@ -42,8 +45,8 @@ def faked(tmp_path):
 
 
 def test_oof_submit_and_bundle_refuse_folds_trained_under_another_config(faked):
-    from podium.bundle import run_bundle
-    from podium.report import run_report
+    from podium.stages.bundle import run_bundle
+    from podium.stages.report import run_report
 
     bigger = _changed(faked, train={"epochs": 12}, model={"name": "resnet18"})
     expected = ("fold 0 was trained with model.name=test_efficientnet, train.epochs=1; "
@@ -84,7 +87,7 @@ def test_partial_submission_says_which_folds_and_is_named_for_them(faked, capsys
 
 
 def test_predictions_module_does_not_import_the_training_loop():
-    code = ("import sys, podium.inference; bad = [m for m in ('podium.engine', 'accelerate', 'podium.stages') "
+    code = ("import sys, podium.predict.kernel; bad = [m for m in ('podium.train.loop', 'accelerate', 'podium.stages') "
             "if m in sys.modules]; assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -121,7 +124,7 @@ def test_killed_retrain_leaves_nothing_current_and_the_worker_reruns_from_its_fi
     for overrides in ([], ["train.epochs=6"]):
         cfg = load_config(config, overrides)
         comp, csv_hash = load_checked(cfg)
-        assert "fold 0 did not finish training" in runs.stale_reason(cfg, 0, data_fingerprint(cfg, comp, csv_hash))
+        assert "fold 0 did not finish training" in layout.stale_reason(cfg, 0, data_fingerprint(cfg, comp, csv_hash))
         with pytest.raises(PodiumError, match="fold 0 did not finish training"):
             run_oof(cfg)
 
@@ -133,5 +136,5 @@ def test_killed_retrain_leaves_nothing_current_and_the_worker_reruns_from_its_fi
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     cfg = load_config(config, ["train.epochs=6"])
     comp, csv_hash = load_checked(cfg)
-    assert runs.stale_reason(cfg, 0, data_fingerprint(cfg, comp, csv_hash)) is None
+    assert layout.stale_reason(cfg, 0, data_fingerprint(cfg, comp, csv_hash)) is None
     assert len(pd.read_csv(fold_dir / "history.csv")) == 6

@@ -7,8 +7,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from podium import artifacts, runs, speed
-from podium.speed import choose, resolve
+from podium import artifacts
+from podium.runs import layout
+from podium.train import precision
+from podium.train.precision import choose, resolve
 
 from conftest import tiny_config, write_competition
 
@@ -25,32 +27,32 @@ def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_pat
     cfg = tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"},
                       train={"batch_size": 8, "precision": "auto", "channels_last": "auto"})
     timed = []
-    real = speed.measure
+    real = precision.measure
 
     def spy(cfg, num_outputs, settings, batch):
         timed.append(settings)
         return real(cfg, num_outputs, settings, batch)
-    monkeypatch.setattr(speed, "measure", spy)
+    monkeypatch.setattr(precision, "measure", spy)
     first = resolve(cfg, 3)
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert sorted(timed[0]) == sorted([(p, f) for p in (["no", "bf16"] if native else ["no"]) for f in (False, True)])
     assert (first.precision, first.channels_last) in timed[0] and first.why.startswith("measured on this CPU")
-    saved = artifacts.read_json(runs.speed_cache(cfg))
+    saved = artifacts.read_json(layout.speed_cache(cfg))
     assert [(v["precision"], v["channels_last"]) for v in saved.values()] == [(first.precision, first.channels_last)]
 
     again = resolve(cfg, 3)  # another fold, or a resumed one: the same choice, nothing timed
     assert len(timed) == 1 and (again.precision, again.channels_last) == (first.precision, first.channels_last)
-    assert again.why == f"{first.why}; kept in {runs.speed_cache(cfg)}"
+    assert again.why == f"{first.why}; kept in {layout.speed_cache(cfg)}"
     bigger = cfg.model_copy(update={"train": cfg.train.model_copy(update={"image_size": 24})})
     resolve(bigger, 3)  # another size is other work: timed again
     assert len(timed) == 2
 
 
 def test_settings_the_config_fixes_are_not_measured(tmp_path, monkeypatch):
-    monkeypatch.setattr(speed, "measure", lambda *a: pytest.fail("measured a fixed setting"))
+    monkeypatch.setattr(precision, "measure", lambda *a: pytest.fail("measured a fixed setting"))
     cfg = tiny_config(tmp_path, tmp_path / "runs", train={"precision": "no", "channels_last": "on"})
     assert (resolve(cfg, 3).precision, resolve(cfg, 3).channels_last) == ("no", True)
-    assert not runs.speed_cache(cfg).exists()
+    assert not layout.speed_cache(cfg).exists()
     # untimed (a worker.json written by hand): a fixed half of the setting is still honoured
     half = tiny_config(tmp_path, tmp_path / "runs", train={"precision": "auto", "channels_last": "on"})
     assert (resolve(half, 3, measure_cpu=False).precision, resolve(half, 3, measure_cpu=False).channels_last) \
@@ -72,12 +74,13 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     """The OOF score and the submission do not depend on the training precision: a float32,
     default-layout forward pass of the fold's saved weights gives its test.csv exactly (the EMA's
     copy of the model predicts too, when it is on)."""
-    from podium.competition import load_competition
-    from podium.data import ImageDataset, Normalize
-    from podium.engine import train_fold
-    from podium.models import create_model
-    from podium.predict import forward_probs
-    from podium.stages import preflight, run_folds
+    from podium.data.competition import load_competition
+    from podium.data.datasets import ImageDataset, Normalize
+    from podium.predict.forward import forward_probs
+    from podium.stages.current import preflight
+    from podium.stages.folds import run_folds
+    from podium.train.loop import train_fold
+    from podium.train.models import create_model
 
     data, _ = write_competition(tmp_path / "comp", n_train=40, n_test=10)
     cfg = tiny_config(data, tmp_path / "runs", train={"precision": "bf16", "channels_last": "on", "ema": ema})
@@ -85,18 +88,19 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     run_folds(cfg, comp)
     chosen = resolve(cfg, comp.num_outputs)
     assert (chosen.precision, chosen.channels_last) == ("bf16", True)
-    train_fold(cfg, 0, runs.train_inputs(cfg, 0, data_hash), speed=chosen)
-    saved = yaml.safe_load((runs.fold_dir(cfg, 0) / runs.CONFIG_YAML).read_text())["provenance"]
+    train_fold(cfg, 0, layout.train_inputs(cfg, 0, data_hash), speed=chosen)
+    saved = yaml.safe_load((layout.fold_dir(cfg, 0) / layout.CONFIG_YAML).read_text())["provenance"]
     assert (saved["mixed_precision"], saved["channels_last"]) == ("bf16", True)
 
     comp = load_competition(cfg)
     model = create_model(cfg.model, comp.num_outputs).eval()
-    model.load_state_dict(load_file(str(runs.fold_dir(cfg, 0) / runs.WEIGHTS)))
+    model.load_state_dict(load_file(str(layout.fold_dir(cfg, 0) / layout.WEIGHTS)))
     ds = ImageDataset(comp.test["path"], None, cfg.augment.valid, cfg.train.image_size, cfg.seed, "augment.valid",
-                      False, None)
+                      augment_seed=False)
     images = torch.stack([ds[i][0] for i in range(len(ds))])
     with torch.no_grad():
-        _, probs = forward_probs(model, Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(images), comp.task, False)
-    written = runs.read_fold(cfg, 0, runs.TEST_CSV, comp.prob_columns)
-    expected = runs.Predictions(comp.test[cfg.data.id_column].to_numpy(), probs.numpy()).in_order(written.ids)
+        normalized = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(images)
+        _, probs = forward_probs(model, normalized, comp.task, tta_hflip=False)
+    written = layout.read_fold(cfg, 0, layout.TEST_CSV, comp.prob_columns)
+    expected = layout.Predictions(comp.test[cfg.data.id_column].to_numpy(), probs.numpy()).in_order(written.ids)
     np.testing.assert_allclose(written.probs, expected, rtol=0, atol=1e-5)

@@ -7,12 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podium import artifacts, runs
+from podium import artifacts
 from podium.config import config_from_dict
-from podium.engine import build_loaders
 from podium.errors import PodiumError
-from podium.stages import load_checked, preflight, run_folds, run_oof, teacher_digest
-from podium.teachers import distilled, pseudo_labels, soft_truth
+from podium.runs import layout
+from podium.stages.current import load_checked, preflight, teacher_digest
+from podium.stages.folds import run_folds
+from podium.stages.oof import run_oof
+from podium.train.loaders import build_loaders
+from podium.train.teachers import distilled, pseudo_labels, soft_truth
 
 from conftest import podium, tiny_config, write_competition, write_config
 from test_results import _fake_fold_outputs
@@ -48,7 +51,7 @@ def teacher(tmp_path):
     cfg = tiny_config(root, tmp_path / "runs", experiment="teach")
     run_folds(cfg)
     _fake_fold_outputs(cfg, np.random.default_rng(1), CLASSES)
-    artifacts.write_yaml(runs.fold_dir(cfg, 0) / runs.CONFIG_YAML, cfg.model_dump(mode="json"))
+    artifacts.write_yaml(layout.fold_dir(cfg, 0) / layout.CONFIG_YAML, cfg.model_dump(mode="json"))
     run_oof(cfg)
     return cfg
 
@@ -123,9 +126,9 @@ def test_student_trains_never_scores_pseudo_rows_and_goes_stale_with_its_teacher
     run_oof(teacher)
     student = student.model_copy(update={"experiment": "student"})
     comp, csv_hash = load_checked(student)
-    from podium.stages import data_fingerprint
+    from podium.stages.current import data_fingerprint
 
-    why = runs.stale_reason(student, 0, data_fingerprint(student, comp, csv_hash), teacher_digest(student, comp))
+    why = layout.stale_reason(student, 0, data_fingerprint(student, comp, csv_hash), teacher_digest(student, comp))
     assert why.startswith("fold 0 was trained on other predictions of its teacher (teach)")
 
 

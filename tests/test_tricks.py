@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from podium.config import MixConfig, config_from_dict
-from podium.losses import smooth, soft_targets, train_loss_fn
-from podium.mix import draw_mixing, mix, partner_mask
-from podium.schedule import lr_curve, resize_note, size_at, smallest_size
+from podium.config import config_from_dict
+from podium.config.sections import MixConfig
+from podium.train.losses import smooth, soft_targets, train_loss_fn
+from podium.train.mix import draw_mixing, mix, partner_mask
+from podium.train.schedule import lr_curve, resize_note, size_at, smallest_size
 
 # --- Cosine decay with warm restarts ---------------------------------------------------------
 
@@ -186,7 +187,7 @@ def test_best_epoch_is_chosen_among_full_size_validations_only():
     however good its score was, and later smaller ones never replace a full-size best."""
     import torch
 
-    from podium.engine import FoldState
+    from podium.train.loop import FoldState
 
     def weights(v):
         return {"w": torch.full((2,), float(v))}

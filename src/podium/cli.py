@@ -1,141 +1,142 @@
-"""`podium <stage>`: parse arguments, make the config once, call the stage."""
+"""`podium <command>`: parse the arguments, make the config once, call the stage.
+
+One table (COMMANDS) maps each subcommand to the stage function that runs it, in the module of
+podium.stages named for its Make target. A stage module is imported only when its command runs,
+so `podium n-splits` (which the Makefile asks on every `make cv`) starts no torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from .errors import PodiumError
+from podium.config import Config, load_config
+from podium.errors import PodiumError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option; its `dest` is the stage function's keyword of the same name."""
+
+    flags: tuple[str, ...]
+    kwargs: dict
+
+
+FOLD = Option(("--fold",), dict(type=int, required=True))
+NPROC = Option(("--nproc",), dict(type=int, default=None, help="processes (default: one per GPU, or 1)"))
+FOLDS = Option(("--folds",), dict(default="", help="some folds only, e.g. 0,2 (default: all)"))
+NAME = Option(("--name",), dict(default="", help="another run under runs_dir, e.g. a blend"))
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: `target` is 'module:function' under podium.stages (or a function here); with
+    `config` the function's first argument is the config made from --config and the overrides,
+    and every option is passed by its name."""
+
+    target: str | Callable
+    help: str
+    options: tuple[Option, ...] = ()
+    config: bool = True
+
+
+def _print_n_splits(cfg: Config) -> None:
+    print(cfg.folds.n_splits)
+
+
+COMMANDS: dict[str, Command] = {
+    "check": Command("check:run_check", "validate the config and the competition data, train nothing"),
+    "folds": Command("folds:run_folds", "write runs/<exp>/folds.csv"),
+    "train": Command("train:run_train", "train one fold under accelerate launch", (
+        FOLD, NPROC,
+        Option(("--fresh",), dict(action="store_true", help="train even if the fold is up to date")),
+        Option(("--accelerate-config",), dict(default=None, help="an accelerate config file (e.g. several nodes)")),
+        Option(("--port",), dict(type=int, default=None, help="rendezvous port (default 29500 + fold)")),
+        Option(("--pin-gpu",), dict(action="store_true",
+                                    help="one GPU for this fold: GPU fold mod #GPUs (make -j cv)")),
+    )),
+    "oof": Command("oof:run_oof", "join the out-of-fold predictions, write oof.csv and cv.json"),
+    "submit": Command("submit:run_submit", "write submissions/<exp>.csv", (
+        Option(("--folds",), dict(default="", help="some folds only, e.g. 0,2: writes "
+                                                   "submissions/<exp>.folds-0-2.csv")),)),
+    "schedule": Command("schedule:run_schedule", "write runs/<exp>/schedule.csv and schedule.png from the config "
+                        "alone", (Option(("--nproc",), dict(type=int, default=1,
+                                                           help="training processes the schedule assumes")),)),
+    "ablate": Command("ablate:run_ablation", "train no tricks / all five / all minus each one on the same folds",
+                      (FOLDS, NPROC)),
+    "report": Command("report:run_report", "write runs/<exp>/report.html", (NAME,)),
+    "bundle": Command("bundle:run_bundle", "write runs/<exp>/bundle/ for an offline Kaggle kernel", (NAME,)),
+    "blend": Command("blend:blend_stage", "join finished runs into runs/<name>/ and submissions/<name>.csv", (
+        Option(("--exps",), dict(nargs="+", required=True, help="the runs to blend (experiments or blends)")),
+        Option(("--name",), dict(required=True, help="the blend's name")),
+        Option(("--method",), dict(default="weights", choices=["weights", "mean", "rank"])),
+    )),
+    "leaderboard": Command("leaderboard:print_leaderboard", "every runs/*/cv.json, best first",
+                           (Option(("--runs-dir",), dict(default="runs")),), config=False),
+    "n-splits": Command(_print_n_splits, "print folds.n_splits (for the Makefile)"),
+    "demo-data": Command("demo:run_demo_data", "write the demo competition to data/demo/", config=False),
+    "train-worker": Command("train:train_worker", "train the fold that a fold<k>/worker.json describes "
+                            "(podium train writes it; rerun it by hand to debug a fold)",
+                            (Option(("job_file",), dict(help="runs/<exp>/fold<k>/worker.json")),), config=False),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podium", description="folds -> train -> oof -> submit")
     sub = p.add_subparsers(dest="command", required=True)
-
-    def stage(name: str, help: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help)
-        s.add_argument("--config", default="configs/default.yaml")
-        s.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.epochs=3")
-        return s
-
-    stage("check", help="validate the config and the competition data, train nothing")
-    stage("folds", help="write runs/<exp>/folds.csv")
-    t = stage("train", help="train one fold under accelerate launch")
-    t.add_argument("--fold", type=int, required=True)
-    t.add_argument("--nproc", type=int, default=None, help="processes (default: one per GPU, or 1)")
-    t.add_argument("--fresh", action="store_true", help="train even if the fold is up to date")
-    t.add_argument("--accelerate-config", default=None, help="an accelerate config file (e.g. several nodes)")
-    t.add_argument("--port", type=int, default=None, help="rendezvous port (default 29500 + fold)")
-    t.add_argument("--pin-gpu", action="store_true", help="one GPU for this fold: GPU fold mod #GPUs (make -j cv)")
-    stage("oof", help="join the out-of-fold predictions, write oof.csv and cv.json")
-    sm = stage("submit", help="write submissions/<exp>.csv")
-    sm.add_argument("--folds", default="", help="some folds only, e.g. 0,2: writes submissions/<exp>.folds-0-2.csv")
-    sc = stage("schedule", help="write runs/<exp>/schedule.csv and schedule.png from the config alone")
-    sc.add_argument("--nproc", type=int, default=1, help="training processes the schedule assumes")
-    ab = stage("ablate", help="train no tricks / all five / all minus each one on the same folds")
-    ab.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 (default: all)")
-    ab.add_argument("--nproc", type=int, default=None)
-    rp = stage("report", help="write runs/<exp>/report.html")
-    rp.add_argument("--name", default="", help="another run under runs_dir, e.g. a blend")
-    bd = stage("bundle", help="write runs/<exp>/bundle/ for an offline Kaggle kernel")
-    bd.add_argument("--name", default="", help="another run under runs_dir, e.g. a blend")
-    bl = stage("blend", help="join finished runs into runs/<name>/ and submissions/<name>.csv")
-    bl.add_argument("--exps", nargs="+", required=True, help="the runs to blend (experiments or blends)")
-    bl.add_argument("--name", required=True, help="the blend's name")
-    bl.add_argument("--method", default="weights", choices=["weights", "mean", "rank"])
-    lb = sub.add_parser("leaderboard", help="every runs/*/cv.json, best first")
-    lb.add_argument("--runs-dir", default="runs")
-    stage("n-splits", help="print folds.n_splits (for the Makefile)")
-    sub.add_parser("demo-data", help="write the demo competition to data/demo/")
-    w = sub.add_parser("train-worker", help="train the fold that a fold<k>/worker.json describes (podium train "
-                       "writes it; rerun it by hand to debug a fold)")
-    w.add_argument("job", help="runs/<exp>/fold<k>/worker.json")
+    for name, command in COMMANDS.items():
+        s = sub.add_parser(name, help=command.help)
+        if command.config:
+            s.add_argument("--config", default="configs/default.yaml")
+            s.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.epochs=3")
+        for option in command.options:
+            s.add_argument(*option.flags, **option.kwargs)
     return p
+
+
+def parse_folds(text: str | None, n_splits: int, key: str = "FOLDS") -> list[int] | None:
+    """'0,2' -> [0, 2]; None or '' -> None (all folds). Refused unless each is a fold of n_splits."""
+    if not text or not text.strip():
+        return None
+    try:
+        folds = sorted({int(f) for f in text.split(",") if f.strip()})
+    except ValueError:
+        raise PodiumError(f"{key}={text}: expected fold numbers such as 0,2") from None
+    bad = [k for k in folds if not 0 <= k < n_splits]
+    if bad:
+        raise PodiumError(f"{key}={text}: fold(s) {bad} do not exist (folds.n_splits={n_splits})")
+    return folds
+
+
+def _stage(target: str | Callable) -> Callable:
+    if callable(target):
+        return target
+    module, function = target.split(":")
+    return getattr(importlib.import_module(f"podium.stages.{module}"), function)
+
+
+def _run(args: argparse.Namespace) -> int | None:
+    command = COMMANDS[args.command]
+    options = {key: value for key, value in vars(args).items() if key not in ("command", "config", "overrides")}
+    if not command.config:
+        return _stage(command.target)(**options)
+    cfg = load_config(args.config, args.overrides)
+    if "folds" in options:  # FOLDS=0,2 of make submit and make ablate, checked against the config
+        options["folds"] = parse_folds(options["folds"], cfg.folds.n_splits)
+    return _stage(command.target)(cfg, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args) or 0
+        code = _run(args)
     except PodiumError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-
-
-def _run(args) -> int | None:
-    from . import stages
-
-    if args.command == "demo-data":
-        from .demo import DEMO_DIR, write_demo
-
-        print(f"demo competition in {write_demo(DEMO_DIR)}/")
-        return 0
-    if args.command == "leaderboard":
-        from pathlib import Path
-
-        from .leaderboard import print_leaderboard
-
-        print_leaderboard(Path(args.runs_dir))
-        return 0
-    if args.command == "train-worker":
-        stages.train_worker(args.job)
-        return 0
-
-    from .config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if args.command == "n-splits":
-        print(cfg.folds.n_splits)
-    elif args.command == "check":
-        from .submission import submission_kind
-
-        comp, _ = stages.preflight(cfg)
-        stages.teacher_digest(cfg, comp)  # a teacher that is missing, stale or of another competition
-        what = {"multiclass": "classes", "binary": "classes", "multilabel": "labels"}.get(comp.task)
-        outputs = f"{len(comp.prob_columns)} {what}" if what else "one value per image"
-        print(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {comp.task}: {outputs}; "
-              f"the submission holds {submission_kind(comp, cfg)}s in {cfg.data.sample_submission}'s shape")
-    elif args.command == "folds":
-        stages.run_folds(cfg)
-    elif args.command == "train":
-        return stages.run_train(cfg, args.fold, args.nproc, args.fresh, args.accelerate_config, args.port,
-                                args.pin_gpu)
-    elif args.command == "oof":
-        stages.run_oof(cfg)
-    elif args.command == "submit":
-        stages.run_submit(cfg, stages.parse_folds(args.folds, cfg))
-    elif args.command == "report":
-        from .report import run_report
-
-        run_report(_named(cfg, args.name))
-    elif args.command == "bundle":
-        from .bundle import run_bundle
-
-        run_bundle(_named(cfg, args.name))
-    elif args.command == "blend":
-        from .blending import run_blend
-
-        run_blend(cfg.runs_dir, args.exps, args.name, args.method, cfg.submissions_dir)
-    elif args.command == "schedule":
-        stages.run_schedule(cfg, args.nproc)
-    elif args.command == "ablate":
-        from .ablation import run_ablation
-
-        try:
-            folds = [int(f) for f in args.folds.split(",") if f.strip()]
-        except ValueError:
-            raise PodiumError(f"FOLDS={args.folds}: expected fold numbers such as 0,1") from None
-        run_ablation(cfg, folds, args.nproc)
-    return 0
-
-
-def _named(cfg, name: str):
-    """The config run `name` under cfg.runs_dir was made with (a blend's, an experiment's), or cfg."""
-    if not name:
-        return cfg
-    from .finished import saved_config
-
-    return saved_config(cfg.runs_dir, name)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""The one typed config object: every section together, with the checks that span sections.
+
+A config file's stem is the experiment name; its outputs go to `<runs_dir>/<experiment>/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from podium.config.sections import (
+    AugmentConfig,
+    CheckpointConfig,
+    DataConfig,
+    DistillConfig,
+    FoldsConfig,
+    LossConfig,
+    MixConfig,
+    ModelConfig,
+    PostprocessConfig,
+    PredictConfig,
+    PseudoConfig,
+    ResizeConfig,
+    SchedulerConfig,
+    Section,
+    SubmissionConfig,
+    TrainConfig,
+)
+from podium.evaluate.metrics import METRICS
+
+# The names come from metrics.METRICS alone: a metric added there is accepted here.
+MetricName = Literal[tuple(METRICS)]
+
+
+class Config(Section):
+    experiment: str = Field("default", description=(
+        "the run folder's name; the config file's stem unless the file sets it "
+        "(`configs/x.yaml` runs in `runs/x/`)"))
+    seed: int = Field(42, description="drives folds, model init, data order and augmentation")
+    runs_dir: str = Field("runs", description="outputs go to `<runs_dir>/<experiment>/`")
+    submissions_dir: str = Field("submissions", description=(
+        "`make submit` writes `<submissions_dir>/<experiment>.csv`"))
+    data: DataConfig = DataConfig()
+    folds: FoldsConfig = FoldsConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    mix: MixConfig = MixConfig()
+    loss: LossConfig = LossConfig()
+    resize: ResizeConfig = ResizeConfig()
+    augment: AugmentConfig = AugmentConfig()
+    predict: PredictConfig = PredictConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    submission: SubmissionConfig = SubmissionConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    distill: DistillConfig = DistillConfig()
+    pseudo: PseudoConfig = PseudoConfig()
+    metric: MetricName = Field("accuracy", description=(
+        "the competition metric; decides the best epoch and the CV score: "
+        + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))
+    log_with: Literal["tensorboard", "wandb"] | None = Field(None, description=(
+        "`tensorboard` or `wandb`: log every epoch through accelerate's trackers (under "
+        "`<run>/logs/`); needs that package installed"))
+
+    @model_validator(mode="after")
+    def _task_fits(self):
+        # Every problem at once, so a user fixes them in one go.
+        problems = []
+        if self.folds.strategy == "multilabel_stratified" and self.data.task != "multilabel":
+            problems.append("folds.strategy: multilabel_stratified needs data.task: multilabel")
+        if self.data.task == "multilabel" and self.folds.strategy in ("stratified", "stratified_group"):
+            problems.append("folds.strategy: use multilabel_stratified (or kfold/group) for a multilabel task")
+        if self.data.task not in METRICS[self.metric].tasks:
+            fits = [name for name, m in METRICS.items() if self.data.task in m.tasks]
+            problems.append(f"metric: {self.metric} is not defined for a {self.data.task} task "
+                            f"(one of: {', '.join(fits)})")
+        if self.train.sampler == "balanced" and self.data.task not in ("multiclass", "binary"):
+            problems.append(f"train.sampler: balanced needs a multiclass or binary task, not {self.data.task}")
+        if self.loss.focal_gamma > 0 and self.data.task == "regression":
+            problems.append("loss.focal_gamma: the focal loss is for classification, not a regression task")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.experiment
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir)

@@ -1,0 +1,176 @@
+"""Datasets and albumentations pipelines.
+
+Workers ship uint8 images; `Normalize` turns them into the model's float input on the device.
+A quarter of float32's bytes cross the worker queues, the pinned-memory copy and the
+host-to-device transfer, and the workers skip the arithmetic.
+
+The epoch and the image size live in a small shared-memory tensor that every loader worker
+reads at each sample. Persistent workers keep their copy of the dataset across epochs, so a
+plain attribute set in the main process would never reach them; shared memory does.
+Augmentation randomness is seeded per sample from (seed, epoch, row), so it is the same for any
+number of workers or processes, and different in every epoch.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset, Sampler
+
+from podium.config.sections import AugmentConfig
+from podium.errors import PodiumError
+from podium.data.images import read_rgb
+
+
+def build_transform(steps: list[dict], size: int, key: str) -> A.Compose:
+    """An albumentations pipeline from config steps; size-taking steps get `size` unless set.
+    It ends in a uint8 CHW tensor: normalization happens on the device (`Normalize`)."""
+    ops = []
+    for i, step in enumerate(steps):
+        kwargs = {k: v for k, v in step.items() if k != "name"}
+        cls = getattr(A, step["name"], None)
+        if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
+            raise PodiumError(f"config key '{key}[{i}]': albumentations has no transform '{step['name']}'")
+        if cls in (A.Normalize, A.ToFloat):
+            raise PodiumError(f"config key '{key}[{i}]': leave out {step['name']}; podium normalizes on the device "
+                              "with augment.mean and augment.std")
+        params = inspect.signature(cls.__init__).parameters
+        if "size" in params and "size" not in kwargs:
+            kwargs["size"] = (size, size)
+        if "height" in params and "width" in params and "height" not in kwargs and "width" not in kwargs:
+            kwargs["height"] = kwargs["width"] = size
+        for name in ("size", "scale", "ratio"):
+            if isinstance(kwargs.get(name), list):  # YAML lists where albumentations wants tuples
+                kwargs[name] = tuple(kwargs[name])
+        try:
+            ops.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise PodiumError(f"config key '{key}[{i}]' ({step['name']}): {str(exc).splitlines()[0]}") from None
+    ops.append(ToTensorV2())
+    return A.Compose(ops)
+
+
+def check_transforms(aug: AugmentConfig, size: int) -> None:
+    """Build both pipelines and run them on odd-shaped images: each must give uint8 3 x size x size."""
+    for key, steps in (("augment.train", aug.train), ("augment.valid", aug.valid)):
+        tf = build_transform(steps, size, key)
+        for shape in ((size + 13, size * 2 + 7, 3), (max(8, size // 2), size + 5, 3)):
+            out = tf(image=np.zeros(shape, np.uint8))["image"]
+            if out.dtype != torch.uint8:
+                raise PodiumError(f"config key '{key}': the pipeline gives {out.dtype} images, not uint8; podium "
+                                  "normalizes on the device, so leave out steps that convert to float")
+            if tuple(out.shape) != (3, size, size):
+                raise PodiumError(
+                    f"config key '{key}': the pipeline gives images of shape {tuple(out.shape)}, "
+                    f"not 3x{size}x{size}; add a step that sets the size (Resize, RandomResizedCrop, ...)"
+                )
+
+
+class Normalize:
+    """uint8 image batches (N, 3, H, W) to the model's float input, on their device:
+    (x / 255 - mean) / std, as albumentations' Normalize computes it (tested against it)."""
+
+    def __init__(self, mean, std, device, channels_last: bool = False):
+        mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1 / (255 * std), mean / std
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        out = images.to(self.scale.device, non_blocking=True).float() * self.scale - self.shift
+        return out.contiguous(memory_format=self.memory_format)
+
+
+class LoaderState:
+    """(epoch, image size) in shared memory: written by the main loop, read by every worker."""
+
+    def __init__(self, size: int):
+        self._t = torch.tensor([0, size], dtype=torch.int64).share_memory_()
+
+    def set(self, epoch: int, size: int) -> None:
+        self._t[0], self._t[1] = epoch, size
+
+    @property
+    def epoch(self) -> int:
+        return int(self._t[0])
+
+    @property
+    def size(self) -> int:
+        return int(self._t[1])
+
+
+class ImageDataset(Dataset):
+    """Returns (uint8 image tensor, target, row index). The row index travels with the batch so that
+    predictions gathered from several processes are written by id, never by position."""
+
+    def __init__(self, paths, targets, steps: list[dict], size: LoaderState | int,
+                 seed: int, key: str, *, augment_seed: bool, cache=None):
+        self.paths = [str(p) for p in paths]
+        self.targets = targets
+        self.steps, self.key = steps, key
+        self.size = size  # a fixed size, or the LoaderState that says the epoch's size
+        self.seed = seed
+        self.augment_seed = augment_seed
+        self.cache = cache  # an ImageCache of decoded images, or None to decode every time
+        self._pipelines: dict[int, A.Compose] = {}  # per size, built lazily in each worker
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def pipeline(self, size: int) -> A.Compose:
+        if size not in self._pipelines:
+            self._pipelines[size] = build_transform(self.steps, size, self.key)
+        return self._pipelines[size]
+
+    def __getitem__(self, i: int):
+        path = self.paths[i]
+        image = self.cache.get(path) if self.cache is not None else read_rgb(path)
+        fixed = isinstance(self.size, int)
+        tf = self.pipeline(self.size if fixed else self.size.size)
+        if self.augment_seed:
+            ss = np.random.SeedSequence([self.seed, 0 if fixed else self.size.epoch, i])
+            tf.set_random_seed(int(ss.generate_state(1)[0]))
+        x = tf(image=image)["image"]
+        y = self.targets[i] if self.targets is not None else 0
+        return x, y, i
+
+
+def class_index(targets: np.ndarray, task: str) -> np.ndarray:
+    """Each training row's class (multiclass, binary): its label, or the most likely class of a
+    soft target row (a teacher's: distillation, pseudo-labels)."""
+    y = np.asarray(targets)
+    if task == "binary":
+        return (y.reshape(len(y), -1)[:, 0] >= 0.5).astype(np.int64)
+    return (y.argmax(axis=1) if y.ndim == 2 else y).astype(np.int64)
+
+
+class BalancedSampler(Sampler[int]):
+    """`train.sampler: balanced`: as many draws per epoch as there are rows, with replacement, row i
+    with probability (1 / count of its class) / (number of classes), so each class is drawn
+    equally often in expectation: rare classes repeat, common ones are subsampled.
+
+    The draws are a function of (seed, epoch) alone (`set_epoch`, called by the loop before each
+    epoch): every process draws the same order and Accelerate shards its batches, and a resumed
+    run draws what the uninterrupted one did.
+    """
+
+    def __init__(self, classes: np.ndarray, seed: int):
+        classes = np.asarray(classes, dtype=np.int64)
+        self.weights = torch.as_tensor(1.0 / np.bincount(classes)[classes], dtype=torch.float64)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        draws = torch.multinomial(self.weights, len(self.weights), replacement=True,
+                                  generator=torch.Generator().manual_seed(seed))
+        yield from draws.tolist()

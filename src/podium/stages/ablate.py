@@ -1,0 +1,83 @@
+"""`make ablate`: the same folds trained with no tricks, all five, and all five minus each one.
+
+Each variant is an experiment of its own under runs/<exp>/ablation/<variant>/, made from the
+config plus the overrides below, so a finished variant is skipped when ablate runs again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from podium import artifacts
+from podium.config import Config, config_from_dict
+from podium.console import say
+from podium.errors import PodiumError
+from podium.evaluate.metrics import higher_is_better, score
+from podium.evaluate.plots import plot_ablation
+from podium.runs import layout
+from podium.stages.current import load_checked
+from podium.stages.train import run_train
+
+# The one switch that turns each trick off.
+OFF = {
+    "mixup": {"mix": {"mixup_alpha": 0.0}},
+    "cutmix": {"mix": {"cutmix_alpha": 0.0}},
+    "label_smoothing": {"loss": {"label_smoothing": 0.0}},
+    "cosine_restarts": {"scheduler": {"name": "constant"}},
+    "progressive_resizing": {"resize": {"enabled": False}},
+}
+
+
+def _merge(tree: dict, changes: dict) -> dict:
+    out = dict(tree)
+    for key, value in changes.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def variants(cfg: Config) -> dict[str, Config]:
+    """{'none', 'all', 'no_<trick>' ...}: configs that differ from `cfg` only in trick switches."""
+    base = cfg.model_dump(mode="json")
+    base["runs_dir"] = str(cfg.run_dir / layout.ABLATION_DIR)
+    changes = {"none": {}, "all": {}}
+    for off in OFF.values():
+        changes["none"] = _merge(changes["none"], off)
+    for trick, off in OFF.items():
+        changes[f"no_{trick}"] = off
+    return {name: config_from_dict(_merge(base, {**change, "experiment": name}))
+            for name, change in changes.items()}
+
+
+def run_ablation(cfg: Config, folds: list[int] | None = None, *, nproc: int | None = None) -> pd.DataFrame:
+    """Train every variant on `folds` (None: all) and tabulate each one's CV score and time."""
+    folds = list(range(cfg.folds.n_splits)) if folds is None else folds
+    comp, _ = load_checked(cfg)
+    id_col = cfg.data.id_column
+    truth = pd.Series(list(comp.encode(comp.train)),
+                      index=comp.train[id_col].to_numpy())
+    rows = []
+    for name, vcfg in variants(cfg).items():
+        scores, seconds = [], 0.0
+        for k in folds:
+            say(f"== ablation: {name}, fold {k} ==")
+            code = run_train(vcfg, k, nproc=nproc)
+            if code != 0:
+                raise PodiumError(f"ablation variant '{name}' fold {k}: training exited with code {code}")
+            oof = layout.read_fold(vcfg, k, layout.OOF_CSV, comp.prob_columns)
+            y = np.stack(truth.loc[oof.ids].to_numpy())
+            scores.append(score(cfg.metric, y, oof.probs, comp.task))
+            seconds += float(pd.read_csv(layout.fold_dir(vcfg, k) / layout.HISTORY_CSV)["seconds"].sum())
+        rows.append({"variant": name, "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
+                     "folds": ",".join(map(str, folds)), "wall_seconds": round(seconds, 1)})
+    table = pd.DataFrame(rows)
+    all_score = float(table.loc[table["variant"] == "all", "cv_mean"].iloc[0])
+    sign = 1 if higher_is_better(cfg.metric) else -1
+    # What each trick is worth: the score with all five minus the score without it (positive = helps).
+    table["gain_of_trick"] = [sign * (all_score - m) if v.startswith("no_") else np.nan
+                              for v, m in zip(table["variant"], table["cv_mean"], strict=True)]
+    out = cfg.run_dir / layout.ABLATION_CSV
+    artifacts.write_csv(out, table)
+    png = plot_ablation(table, cfg.metric, higher_is_better(cfg.metric), cfg.run_dir / layout.ABLATION_PNG)
+    say(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), f"wrote {out} and {png}")
+    return table

@@ -1,0 +1,70 @@
+"""`make submit`: the folds' test predictions averaged, post-processed as make oof fitted it, in
+the sample submission's shape: submissions/<exp>.csv (FOLDS=0,2: a partial one, named for them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from podium import artifacts
+from podium.config import Config, config_hash
+from podium.console import say
+from podium.data.competition import Competition
+from podium.evaluate.cv import oof_predictions, postprocess_kind, read_postprocess
+from podium.evaluate.postprocess import Fitted, fit
+from podium.evaluate.submission import build_submission
+from podium.runs import layout, records
+from podium.stages.current import load_current
+from podium.stages.oof import run_oof
+
+
+def submission_postprocess(cfg: Config, comp: Competition, folds: list[int]) -> Fitted | None:
+    """What the submission applies: the run's postprocess.json (make oof, run here when it is not
+    up to date) for all folds; for some folds, the same fit on those folds' OOF rows."""
+    kind = postprocess_kind(cfg, comp)
+    if kind == "none":
+        return None
+    if len(folds) == cfg.folds.n_splits:
+        run_oof(cfg)
+        return read_postprocess(cfg)
+    rows, probs, _ = oof_predictions(cfg, comp, folds)
+    return fit(kind, comp.encode(comp.train)[rows], probs, cfg.metric, comp.task, comp.classes)
+
+
+def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
+    """Average the folds' test probabilities and write the submission in sample_submission's shape.
+
+    `folds`: some folds only (a quick leaderboard probe while the rest train); the file is then
+    named for them. Every fold used must be trained and current for this config.
+    """
+    n = cfg.folds.n_splits
+    used = list(range(n)) if folds is None else sorted(folds)
+    comp = load_current(cfg, used)
+    id_col = cfg.data.id_column
+    cols = comp.prob_columns
+    paths = [layout.fold_dir(cfg, k) / layout.TEST_CSV for k in used]
+    out = layout.submission_path(cfg, used)
+    stage = layout.submit_stage(cfg, used)
+    post = submission_postprocess(cfg, comp, used)
+    inputs = {"config": config_hash(cfg),
+              "sample": artifacts.file_hash(cfg.data_dir / cfg.data.sample_submission),
+              "postprocess": json.dumps(post.to_json() if post is not None else None, sort_keys=True),
+              **{layout.fold_name(k): artifacts.file_hash(p) for k, p in zip(used, paths, strict=True)}}
+    what = f"mean of {n} folds" if len(used) == n else \
+        f"mean of folds {', '.join(map(str, used))} of {n} only: a partial submission"
+    if post is not None:
+        what += f", {post.kind} fitted on their out-of-fold predictions"
+    if records.is_up_to_date(cfg.run_dir, stage, inputs):
+        say(f"{out} is up to date ({what})")
+        return out
+    test_ids = comp.test[id_col].to_numpy()
+    total = sum(layout.read_fold(cfg, k, layout.TEST_CSV, cols, expected_ids=test_ids).in_order(test_ids)
+                for k in used)
+    mean = pd.DataFrame(total / len(used), index=test_ids, columns=cols)
+    sub = build_submission(comp, cfg, mean, post)
+    artifacts.write_csv(out, sub)
+    records.mark_done(cfg.run_dir, stage, inputs, [out])
+    say(f"wrote {out}: {len(sub)} rows, columns {list(sub.columns)}; {what}")
+    return out

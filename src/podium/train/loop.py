@@ -1,0 +1,388 @@
+"""Training one fold: a plain Accelerate loop, top to bottom.
+
+Run under `accelerate launch` (the `podium train` command builds that command line and writes
+the worker's inputs to fold<k>/worker.json). Every process runs `train_fold`; only the main
+process writes files. `train_fold` reads as its phases: start Accelerate, build the loaders,
+build the model and optimizer, resume, the epoch loop (kept in view), finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from safetensors.torch import save as safetensors_bytes
+from timm.utils import ModelEmaV3
+from tqdm.auto import tqdm
+
+from podium import artifacts
+from podium.config import Config
+from podium.data.competition import Competition, load_competition
+from podium.data.datasets import Normalize
+from podium.evaluate.metrics import is_better, score_all
+from podium.evaluate.plots import plot_history
+from podium.predict.forward import predict
+from podium.runs import layout
+from podium.runs.provenance import provenance
+from podium.train.checkpoint import load_checkpoint, save_checkpoint
+from podium.train.loaders import FoldData, build_loaders
+from podium.train.losses import smooth, smoothing_used, soft_targets, train_loss_fn
+from podium.train.mix import mix, mixing_on
+from podium.train.models import backbone_parameters, create_model
+from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
+from podium.train.precision import Speed, resolve as resolve_speed
+from podium.train.schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces the loop uses
+
+
+def _tracker_params(cfg: Config) -> dict:
+    """Dotted keys with scalar values, as trackers want their hyperparameters."""
+    flat = layout.flat_config(cfg.model_dump(mode="json"))
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in flat.items()}
+
+
+def _mix_name(cfg: Config) -> str:
+    on = [n for n, a in (("mixup", cfg.mix.mixup_alpha), ("cutmix", cfg.mix.cutmix_alpha)) if a > 0]
+    return "+".join(on) or "off"
+
+
+@dataclass
+class Step:
+    """Everything one training step uses, built once per fold (build_step)."""
+
+    cfg: Config
+    comp: Competition
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # timm CosineLRScheduler, stepped by update count (schedule.py)
+    normalize: Normalize
+    loss_fn: torch.nn.Module
+    ema: ModelEmaV3 | None = None
+    backbone: list[torch.nn.Parameter] = field(default_factory=list)  # frozen for train.freeze_epochs
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated, saved and predicted with: the EMA when it is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generator | None,
+                    progress: str | None = None) -> tuple[int, float, float | None, tuple[int, int]]:
+    """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
+
+    Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
+    `mix_rng` is given: mixing is on this epoch, drawing from it), label smoothing once, forward,
+    backward; per optimizer update (after gradient accumulation): the lr of this update,
+    clipping, the step, EMA.
+    """
+    cfg, comp, accelerator, model, optimizer = step.cfg, step.comp, step.accelerator, step.model, step.optimizer
+    loss_sum = torch.zeros((), device=accelerator.device)
+    seen = torch.zeros((), device=accelerator.device)
+    sizes_seen, lr = set(), None
+    # disable=None: tqdm draws only on a terminal, so a log file (nohup, a notebook running
+    # `make`) gets the one-line epoch summaries, not a carriage-return line per update.
+    bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
+               disable=True if progress is None or not accelerator.is_main_process else None)
+    start = time.time()
+    for i, (images, y, _) in enumerate(bar):
+        sizes_seen.add(tuple(images.shape[-2:]))
+        images = step.normalize(images)
+        with accelerator.accumulate(model):
+            target = soft_targets(y, comp.task, comp.num_outputs)
+            if mix_rng is not None:
+                images, target, _ = mix(images, target, mix_rng, cfg.mix)
+            target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
+            with accelerator.autocast():
+                logits = model(images)
+            loss = step.loss_fn(logits.float(), target)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:  # this batch completes an optimizer update
+                step.scheduler.step_update(update)  # every group: the schedule's lr x its lr_scale
+                lr = scheduled_lr(optimizer)
+                if cfg.train.clip_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                update += 1
+                if step.ema is not None:
+                    step.ema.update(accelerator.unwrap_model(model), step=update)
+        loss_sum += loss.detach() * len(y)
+        seen += len(y)
+        if not bar.disable and i % 10 == 0:  # .item() waits for the GPU: not every batch
+            rate = len(y) * (i + 1) * accelerator.num_processes / max(time.time() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduled_lr(optimizer):.2e}",
+                            size=images.shape[-1], img_s=f"{rate:.0f}")
+    if len(sizes_seen) != 1:
+        raise RuntimeError(f"training batches of one epoch came in sizes {sorted(sizes_seen)}, expected one")
+    train_loss = float(accelerator.reduce(loss_sum, "sum") / accelerator.reduce(seen, "sum"))
+    return update, train_loss, lr, sizes_seen.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases of a fold
+
+
+@dataclass
+class FoldState:
+    """What the loop carries from one epoch to the next; a checkpoint saves exactly this. The lr
+    and every random draw are functions of (seed, epoch, update), so nothing else is needed."""
+
+    epoch: int = 0  # the next epoch to train
+    update: int = 0  # optimizer updates so far
+    history: list[dict] = field(default_factory=list)  # one row per epoch (history.csv)
+    best_score: float | None = None
+    best_epoch: int = -1
+    best_weights: dict[str, torch.Tensor] | None = None  # on the CPU, on every process
+    best_full: bool = False  # the best epoch was validated at the full image size
+
+    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor],
+                     full: bool) -> bool:
+        """Keep these weights if the epoch is the best so far. Scores at different image sizes do
+        not compare: once an epoch was validated at the full size, only full-size epochs compete,
+        and the first of them replaces any smaller one. The first epoch always counts, so a metric
+        that is NaN throughout still leaves weights."""
+        if self.best_weights is not None:
+            if self.best_full and not full:
+                return False
+            if self.best_full == full and not is_better(metric, score, self.best_score):
+                return False
+        self.best_score, self.best_epoch, self.best_full = score, epoch, full
+        self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        return True
+
+
+def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed) -> Accelerator:
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # with no GPU, several processes form a gloo group only with cpu=True
+        mixed_precision=speed.precision,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        # podium steps the lr itself, once per optimizer update (see schedule.py)
+        step_scheduler_with_optimizer=False,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        log_with=cfg.log_with,  # TensorBoard / Weights & Biases through accelerate, off by default
+        project_dir=str(cfg.run_dir / "logs"),
+        # A frozen backbone gets no gradients; DistributedDataParallel fails on that unless told to
+        # look for unused parameters (an extra pass over the autograd graph each step, so only then).
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_epochs > 0)],
+    )
+    if expected_processes is not None and accelerator.num_processes != expected_processes:
+        raise RuntimeError(
+            f"asked for {expected_processes} processes, accelerate formed a group of "
+            f"{accelerator.num_processes} ({accelerator.distributed_type})"
+        )
+    return accelerator
+
+
+def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: FoldData,
+               speed: Speed) -> tuple[Step, FoldData]:
+    """The model, optimizer, scheduler and EMA, prepared by Accelerate together with the loaders.
+    Call after seeding: the seed decides the initial weights, the same on every process."""
+    use_cpu = not torch.cuda.is_available()
+    model = create_model(cfg.model, comp.num_outputs)
+    if cfg.train.grad_checkpointing:  # the model supports it: checked before launch (stages.preflight)
+        model.set_grad_checkpointing(True)
+    if not use_cpu:
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, speed.channels_last)
+    model = model.to(accelerator.device)
+    optimizer = build_optimizer(model, cfg)  # while every parameter trains: timm groups only those
+    backbone = backbone_parameters(model) if cfg.train.freeze_epochs else []
+    model, optimizer, train_loader, valid_loader, test_loader = accelerator.prepare(
+        model, optimizer, data.train_loader, data.valid_loader, data.test_loader
+    )
+    data = dataclasses.replace(data, train_loader=train_loader, valid_loader=valid_loader, test_loader=test_loader)
+    if cfg.train.compile:
+        # Once, outside the loop. torch marks the image dimensions dynamic when a second size
+        # arrives, so progressive resizing adds a graph or two, not one per epoch or batch (tested).
+        model = torch.compile(model)
+    # EMA of the whole state (parameters and BatchNorm buffers); warmup keeps it from lagging.
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema_decay,
+                     use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
+    per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
+    scheduler = lr_scheduler(optimizer, cfg, per_epoch)
+    loss_fn = train_loss_fn(comp.task, cfg.loss.focal_gamma)
+    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn, ema, backbone)
+    return step, data
+
+
+def resume_from(step: Step, folder: Path) -> FoldState:
+    """The loop's state after the checkpoint's epoch; Accelerate restores the model, optimizer,
+    sampler and random states in place."""
+    saved, tensors = load_checkpoint(step.accelerator, folder)
+    if step.ema is not None:
+        step.ema.module.load_state_dict(tensors["ema"])
+    return FoldState(epoch=saved["epoch"] + 1, update=saved["update"], history=saved["history"],
+                     best_score=saved["best_score"], best_epoch=saved["best_epoch"], best_weights=tensors["best"],
+                     best_full=saved.get("best_full", False))
+
+
+def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str]) -> None:
+    """A checkpoint after epoch state.epoch - 1 (every process takes part)."""
+    tensors = {"best": state.best_weights}
+    if step.ema is not None:
+        tensors["ema"] = step.ema.module.state_dict()
+    saved = {"epoch": state.epoch - 1, "update": state.update, "best_score": state.best_score,
+             "best_full": state.best_full,
+             "best_epoch": state.best_epoch, "history": state.history, "inputs": inputs,
+             "tensor_files": sorted(tensors)}
+    save_checkpoint(step.accelerator, root, state.epoch - 1, saved, tensors)
+
+
+def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[str, str], state: FoldState,
+                resume: Path | None, speed: Speed) -> None:
+    """Main process: the resolved config with provenance, and the history kept so far."""
+    out = layout.fold_dir(cfg, fold)
+    out.mkdir(parents=True, exist_ok=True)
+    saved_cfg = cfg.model_dump(mode="json")
+    saved_cfg["provenance"] = provenance(
+        seed=cfg.seed, fold=fold, folds_hash=inputs.get("folds"), config_hash=inputs.get("config"),
+        data_hash=inputs.get("data"), num_processes=accelerator.num_processes,
+        distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
+        channels_last=speed.channels_last, speed_choice=speed.why,
+        device=str(accelerator.device), resumed_from=str(resume) if resume else None,
+    )
+    artifacts.write_yaml(out / layout.CONFIG_YAML, saved_cfg)
+    # One row per epoch across restarts: rows written after the checkpoint are dropped here.
+    artifacts.write_csv(out / layout.HISTORY_CSV, pd.DataFrame(state.history))
+
+
+def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict[str, str],
+           started: tuple[float, int]) -> None:
+    """Predict the held-out fold and the test set with the best epoch's weights, the same way;
+    the main process writes weights, predictions and, last, the done-record."""
+    cfg, comp, accelerator = step.cfg, step.comp, step.accelerator
+    accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
+    data.valid_state.set(state.epoch, cfg.train.image_size)  # the OOF at the full size, as the test set
+    tta = cfg.predict.tta_hflip
+    # In float32 whatever the training precision: the OOF score and the submission do not depend
+    # on the device's fast arithmetic, and the offline bundle (float32) reproduces them. Training
+    # is over, so accelerate's autocast wrapper comes off the forward for good (a compiled model
+    # stays compiled: with mixed precision its float32 forward is one more graph).
+    final = accelerator.unwrap_model(step.eval_model, keep_fp32_wrapper=False)
+    oof_probs, _ = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, tta_hflip=tta,
+                           with_loss=False, autocast=False)
+    test_probs, _ = predict(final, data.test_loader, step.normalize, accelerator, comp.task, tta_hflip=tta,
+                            with_loss=False, autocast=False)
+    if accelerator.is_main_process:
+        out, id_col, cols = layout.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
+        weights = safetensors_bytes({k: v.contiguous() for k, v in state.best_weights.items()})
+        artifacts.write_bytes(out / layout.WEIGHTS, weights)
+        oof_probs, test_probs = data.unscale(oof_probs), data.unscale(test_probs)
+        oof = layout.prediction_frame(data.valid_df[id_col], oof_probs, cols, id_col)
+        artifacts.write_csv(out / layout.OOF_CSV, oof)
+        artifacts.write_csv(out / layout.TEST_CSV, layout.prediction_frame(comp.test[id_col], test_probs, cols, id_col))
+        # Wall time of this run from its first epoch to the written predictions (checkpoints and
+        # the final OOF/test passes included; start-up and a resumed run's earlier epochs not).
+        start_time, first_epoch = started
+        seconds = round(time.time() - start_time, 2)
+        info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch}
+        if data.target_scale is not None:  # the offline bundle maps its outputs back with it
+            info["target_scale"] = list(data.target_scale)
+        layout.mark_trained(cfg, fold, inputs, info=info)
+        plot_history(pd.DataFrame(state.history), cfg.metric, out / layout.HISTORY_PNG)
+        if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
+            shutil.rmtree(out / layout.CHECKPOINTS, ignore_errors=True)
+        print(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
+              f"({seconds:.0f} s)", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processes: int | None = None,
+               resume: Path | None = None, speed: Speed | None = None) -> None:
+    """Train one fold; `speed` is what `auto` resolved to (stages.run_train measures it on a CPU;
+    None: resolved here without measuring)."""
+    comp = load_competition(cfg)
+    speed = speed or resolve_speed(cfg, comp.num_outputs, measure_cpu=False)
+    accelerator = start_accelerator(cfg, expected_processes, speed)
+    main = accelerator.is_main_process
+    if cfg.log_with:
+        accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_tracker_params(cfg))
+    # Seed before building the model: every process gets the same initial weights.
+    set_seed(cfg.seed)
+    data = build_loaders(cfg, comp, fold, inputs["data"])
+    step, data = build_step(cfg, comp, accelerator, data, speed)
+    state = resume_from(step, resume) if resume is not None else FoldState()
+    if main:
+        write_start(cfg, fold, accelerator, inputs, state, resume, speed)
+        per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
+        pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
+        print(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
+              f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
+              + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
+        print(f"speed: {speed}", flush=True)
+        if note := resize_note(cfg):
+            print(note, flush=True)
+
+    ckpt_root = layout.fold_dir(cfg, fold) / layout.CHECKPOINTS
+    epochs, process = cfg.train.epochs, accelerator.process_index
+    started = (time.time(), state.epoch)
+    for epoch in range(state.epoch, epochs):
+        start = time.time()
+        # Dropout and drop-path draw from torch's global generator: seed it from (seed, epoch,
+        # process), so an epoch replays the same after a resume.
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, process]).generate_state(1)[0]))
+        # Set before iterating: persistent workers read epoch and size from shared memory.
+        train_size = size_at(epoch, cfg)
+        data.size_state.set(epoch, train_size)
+        data.valid_state.set(epoch, train_size)  # validated at the size it trains at
+        data.train_loader.set_epoch(epoch)
+        mixing = mixing_on(cfg.mix, epoch, epochs)
+        # Only the classifier trains in the first freeze_epochs: decided from the epoch alone, so a
+        # resumed run is in the same state.
+        frozen = epoch < cfg.train.freeze_epochs
+        freeze(step.backbone, frozen)
+        step.model.train()
+        state.update, train_loss, lr, (height, width) = train_one_epoch(
+            step, data.train_loader, state.update,
+            np.random.default_rng([cfg.seed, epoch, process]) if mixing else None,
+            progress=f"fold {fold} epoch {epoch + 1}/{epochs}",
+        )
+        train_seconds = time.time() - start
+
+        # Without TTA: the epoch scores only pick the best epoch and draw the curves. The OOF
+        # predictions written at the end come from the best weights, with TTA when it is on.
+        probs, valid_loss = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task,
+                                    tta_hflip=False, with_loss=True)
+        scores = score_all(data.valid_targets, data.unscale(probs), comp.task)
+        size = height if height == width else f"{height}x{width}"
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
+               "image_size": size, "mix": _mix_name(cfg) if mixing else "off",
+               "label_smoothing": smoothing_used(cfg.loss.label_smoothing, comp.task), "scheduler": cfg.scheduler.name,
+               "frozen": frozen, "valid_size": train_size,
+               "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
+        state.history.append(row)
+        # Every process keeps the best weights, so all can predict the test set.
+        improved = state.keep_if_best(scores[cfg.metric], epoch, cfg.metric,
+                                      accelerator.unwrap_model(step.eval_model).state_dict(),
+                                      full=train_size == cfg.train.image_size)
+        state.epoch = epoch + 1
+        accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
+        if main:
+            artifacts.write_csv(layout.fold_dir(cfg, fold) / layout.HISTORY_CSV, pd.DataFrame(state.history))
+            print(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+                  f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {size}"
+                  f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
+        if state.epoch % cfg.checkpoint.every_epochs == 0 or state.epoch == epochs:
+            save_epoch(step, state, ckpt_root, inputs)
+
+    finish(step, data, state, fold, inputs, started)
+    accelerator.wait_for_everyone()
+    # Destroys the process group; without it a gloo group sometimes aborts at exit.
+    accelerator.end_training()

@@ -1,0 +1,89 @@
+"""Models from timm. Nothing is downloaded: weights come from a local file or not at all."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import timm
+import torch
+
+from podium.config import Config
+from podium.config.sections import ModelConfig
+from podium.errors import PodiumError
+
+
+def check_name(name: str) -> None:
+    """A one-line error naming the config key when timm has no such model."""
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise PodiumError(f"config key 'model.name': timm has no model '{name}'{hint}")
+
+
+def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
+    """A timm model with `num_outputs` logits; from cfg.pretrained_file when one is named.
+
+    timm's pretrained_cfg_overlay=dict(file=...) loads the local file in place of a hub download
+    (what an offline Kaggle kernel needs) and drops the classifier when its size differs.
+    """
+    check_name(cfg.name)
+    kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
+    if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
+    if cfg.pretrained_file:
+        path = Path(cfg.pretrained_file)
+        if not path.is_file():
+            raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path.resolve())})
+    try:
+        return timm.create_model(cfg.name, **kwargs)
+    except TypeError as exc:
+        if "drop_path_rate" in kwargs and "drop_path_rate" in str(exc):
+            raise PodiumError(f"config key 'model.drop_path_rate': timm's {cfg.name} has no drop path "
+                              "(stochastic depth); set it to 0") from None
+        raise
+
+
+@cache
+def output_stride(name: str) -> int:
+    """How many input pixels one pixel of the model's last feature map spans (32 for ResNets,
+    EfficientNets and ConvNeXts, 16 for ViT-*/16), from timm's feature_info. The model is built on
+    the meta device: no memory, no weights, a few milliseconds."""
+    check_name(name)
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    info = getattr(model, "feature_info", None)
+    # A model without feature_info: the common total stride of ImageNet CNNs.
+    return int(info[-1]["reduction"]) if info else 32
+
+
+def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The classifier's parameters (timm's `get_classifier()`; a distilled model's two heads)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    heads = head if isinstance(head, (tuple, list)) else [head]
+    return [p for h in heads if isinstance(h, torch.nn.Module) for p in h.parameters()]
+
+
+def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Every parameter but the classifier's: what `train.freeze_epochs` freezes."""
+    head = {id(p) for p in head_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def check_fine_tuning(model: torch.nn.Module, cfg: Config) -> None:
+    """Refuse, before any training, a `train` key that this model cannot honour (a one-line
+    PodiumError naming the key). Turns gradient checkpointing on in `model` when asked."""
+    name, train = cfg.model.name, cfg.train
+    if train.layer_decay is not None and not hasattr(model, "group_matcher"):
+        raise PodiumError(f"config key 'train.layer_decay': timm's {name} has no group_matcher, so its layers "
+                          "cannot be told apart; set train.layer_decay: null")
+    if train.grad_checkpointing:
+        try:
+            model.set_grad_checkpointing(True)
+        except (AttributeError, AssertionError, NotImplementedError):  # timm asserts where it has none
+            raise PodiumError(f"config key 'train.grad_checkpointing': timm's {name} does not support gradient "
+                              "checkpointing; set it to false") from None
+    if train.freeze_epochs and not head_parameters(model):
+        raise PodiumError(f"config key 'train.freeze_epochs': timm's {name} has no classifier with parameters "
+                          "(get_classifier) to train while the rest is frozen; set it to 0")
