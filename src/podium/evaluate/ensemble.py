@@ -260,14 +260,6 @@ def _inputs(members, y, fold, metric, task, method):
     return stacked, y, fold
 
 
-def nested_blend(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS
-                 ) -> np.ndarray:
-    """The members' OOF blended honestly: fold k's rows with weights fitted on the rows of the other folds
-    (never its own). For mean and rank, which fit nothing, the plain blend of all rows."""
-    stacked, y, fold = _inputs(members, y, fold, metric, task, method)
-    return _nested(stacked, y, fold, metric, task, method, steps)[0]
-
-
 def evaluate(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS,
              judge=None) -> tuple[dict, np.ndarray]:
     """(report, blended OOF). The report is JSON-ready:
