@@ -23,7 +23,7 @@ TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
 .PHONY: help install demo demo-data check folds train cv oof submit blend schedule ablate report leaderboard bundle \
-        bench test test-fast lint clean
+        bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -121,5 +121,8 @@ test-fast: $(VENV)/.installed  ## the tests not marked slow (about a minute)
 lint: $(VENV)/.installed  ## ruff check src tests benchmarks (rules in pyproject.toml)
 	$(PY) -m ruff check src tests benchmarks
 
-clean:  ## delete runs/ and data/demo/
-	rm -rf runs data/demo
+docs: $(VENV)/.installed  ## docs/ rendered as a site in site/ (mkdocs, strict: a broken link fails)
+	$(PY) -m mkdocs build --strict --quiet --site-dir site
+
+clean:  ## delete runs/, data/demo/ and site/
+	rm -rf runs data/demo site
