@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from podium import artifacts
-from podium.errors import PodiumError
 from podium.data.images import decode_rgb
+from podium.errors import PodiumError
 
 VERSION = "1"
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))

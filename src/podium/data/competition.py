@@ -17,8 +17,8 @@ import pandas as pd
 
 from podium.artifacts import file_hash, read_json, text_hash
 from podium.config import Config
-from podium.errors import PodiumError
 from podium.data.images import is_decodable
+from podium.errors import PodiumError
 
 ID_SHOWN = 10  # how many offending ids an error message lists
 

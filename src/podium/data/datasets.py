@@ -22,8 +22,8 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset, Sampler
 
 from podium.config.sections import AugmentConfig
-from podium.errors import PodiumError
 from podium.data.images import read_rgb
+from podium.errors import PodiumError
 
 
 def build_transform(steps: list[dict], size: int, key: str) -> A.Compose:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
-from podium.data.competition import split_tags
 from podium.config import Config
+from podium.data.competition import split_tags
 from podium.errors import PodiumError
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from podium import artifacts
-from podium.runs import layout
-from podium.data.competition import Competition, load_competition
 from podium.config import Config, load_config
+from podium.data.competition import Competition, load_competition
 from podium.errors import PodiumError
+from podium.runs import layout
 
 
 @dataclass(frozen=True)

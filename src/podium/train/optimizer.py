@@ -16,8 +16,8 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimize
     lr by: 1 at the top, `layer_decay` times less for each layer below.
 
     AdamW runs its fused kernel where torch has one for the device: one kernel for all
-    parameters instead of a loop over tensors (on a CPU, a resnet18 update takes about a fifth
-    of the time). It matters most for small images, where the update is a large share of a step.
+    parameters instead of a loop over tensors, which matters most for small images, where the
+    update is a large share of a step.
     """
     t = cfg.train
     groups = dict(lr=t.lr, weight_decay=t.weight_decay, filter_bias_and_bn=True, layer_decay=t.layer_decay)

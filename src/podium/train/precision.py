@@ -1,14 +1,13 @@
 """What `train.precision: auto` and `train.channels_last: auto` become on the device a fold trains on.
 
 On a GPU the answer is known: bf16 autocast (fp16 where bf16 is missing) and channels_last. On a
-CPU it depends on the CPU and on the work: on a Xeon with AMX, resnet18 at 128 px trains 2.3x
-faster in bf16 with channels_last than in float32, while at 32 px float32 in the default layout
-is the fastest of the four. So on a CPU, `auto` times a few training steps of the fold's model at
-its full image size in each setting the CPU can run (bf16 only where the CPU computes it natively)
-and keeps the fastest, if it beats float32 in the default layout by 10% (a tie keeps float32, the
-exact arithmetic). The answer is kept in runs/.cache/speed.json, keyed by the machine, torch,
-model, size and batch: every fold of an experiment (and a resumed one) makes the same choice, and
-measures nothing after the first.
+CPU it depends on the CPU and on the work (the same model can be fastest in bf16 with
+channels_last at 128 px and in float32 at 32 px; docs/speed.md has the measured rates). So on a
+CPU, `auto` times a few training steps of the fold's model at its full image size in each setting
+the CPU can run (bf16 only where the CPU computes it natively) and keeps the fastest, if it beats
+float32 in the default layout by 10% (a tie keeps float32, the exact arithmetic). The answer is
+kept in runs/.cache/speed.json, keyed by the machine, torch, model, size and batch: every fold of
+an experiment (and a resumed one) makes the same choice, and measures nothing after the first.
 """
 
 from __future__ import annotations

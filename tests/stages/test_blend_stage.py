@@ -22,7 +22,7 @@ from podium.stages.leaderboard import leaderboard
 from podium.stages.report import run_report
 
 from conftest import podium, tiny_config, write_competition
-from test_results import fake_experiment
+from helpers import fake_experiment
 
 
 @pytest.fixture

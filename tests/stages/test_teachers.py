@@ -18,7 +18,7 @@ from podium.train.loaders import build_loaders
 from podium.train.teachers import distilled, pseudo_labels, soft_truth
 
 from conftest import podium, tiny_config, write_competition, write_config
-from test_results import _fake_fold_outputs
+from helpers import fake_fold_outputs
 
 CLASSES = ["a", "b", "c"]
 
@@ -50,7 +50,7 @@ def teacher(tmp_path):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=15)
     cfg = tiny_config(root, tmp_path / "runs", experiment="teach")
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(1), CLASSES)
+    fake_fold_outputs(cfg, np.random.default_rng(1), CLASSES)
     artifacts.write_yaml(layout.fold_dir(cfg, 0) / layout.CONFIG_YAML, cfg.model_dump(mode="json"))
     run_oof(cfg)
     return cfg
@@ -122,7 +122,7 @@ def test_student_trains_never_scores_pseudo_rows_and_goes_stale_with_its_teacher
     assert "teachers" in artifacts.read_json(fold0 / "train.done.json")["inputs"]
 
     # the teacher's predictions change: the student's fold is no longer current
-    _fake_fold_outputs(teacher, np.random.default_rng(2), CLASSES)
+    fake_fold_outputs(teacher, np.random.default_rng(2), CLASSES)
     run_oof(teacher)
     student = student.model_copy(update={"experiment": "student"})
     comp, csv_hash = load_checked(student)

@@ -69,6 +69,7 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(True)
 
 
+@pytest.mark.slow  # trains a fold in this process
 @pytest.mark.parametrize("ema", [False, True])
 def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fresh_accelerate_state, ema):
     """The OOF score and the submission do not depend on the training precision: a float32,

@@ -22,7 +22,7 @@ from podium.stages.oof import run_oof
 from podium.stages.submit import run_submit
 
 from conftest import REPO, podium, tiny_config, write_competition
-from test_results import _fake_fold_outputs
+from helpers import fake_fold_outputs
 
 
 def _changed(cfg, **sections):
@@ -40,7 +40,7 @@ def faked(tmp_path):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=12)
     cfg = tiny_config(root, tmp_path / "runs", submissions_dir=str(tmp_path / "subs"))
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     return cfg
 
 

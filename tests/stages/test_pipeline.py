@@ -12,12 +12,7 @@ from podium import artifacts
 from podium.config import load_config
 from podium.runs.layout import stale_reason
 
-from conftest import REPO, pattern_image, podium
-
-
-def _ok(out):
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
+from conftest import REPO, ok, pattern_image, podium
 
 
 def _save_odd(arr: np.ndarray, path, mode: int):
@@ -74,10 +69,10 @@ def test_new_competition_by_config_alone(tmp_path):
         "metric": "log_loss",
     }))
     for fold in range(3):
-        _ok(podium("train", "--config", str(config), "--fold", str(fold)))
-    cv_out = _ok(podium("oof", "--config", str(config)))
+        ok(podium("train", "--config", str(config), "--fold", str(fold)))
+    cv_out = ok(podium("oof", "--config", str(config)))
     assert "OOF" in cv_out
-    _ok(podium("submit", "--config", str(config)))
+    ok(podium("submit", "--config", str(config)))
 
     sub = pd.read_csv(tmp_path / "subs" / "leaves_v1.csv")
     assert list(sub.columns) == ["image_id", "scab", "healthy", "rust"]
@@ -169,7 +164,7 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
         "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0, "optimizer": "sgd",
                   "grad_accum": 3, "clip_grad_norm": 1.0},
     }))
-    _ok(podium("train", "--config", str(config), "--fold", "0"))
+    ok(podium("train", "--config", str(config), "--fold", "0"))
     fold_dir = tmp_path / "runs" / "skip" / "fold0"
     # 60 training rows / batch 8 = 7 full batches; in groups of 3 that is 3 updates per epoch
     from podium.train.schedule import lr_curve
@@ -177,7 +172,7 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     history = pd.read_csv(fold_dir / "history.csv")
     assert np.allclose(history["lr"], [lrs[2], lrs[5]])
     weights = artifacts.file_hash(fold_dir / "model.safetensors")
-    again = _ok(podium("train", "--config", str(config), "--fold", "0"))
+    again = ok(podium("train", "--config", str(config), "--fold", "0"))
     assert "up to date" in again and "epoch" not in again
     assert artifacts.file_hash(fold_dir / "model.safetensors") == weights
 
@@ -211,8 +206,8 @@ def test_progressive_sizes_reach_persistent_workers_and_match_schedule(tmp_path,
         "resize": {"start_scale": 0.5, "step": 8, "start_fraction": 0.0, "min_size": 8},
         "mix": {"off_epochs": 1, "prob": 1.0},
     }))
-    _ok(podium("schedule", "--config", str(config)))
-    _ok(podium("train", "--config", str(config), "--fold", "0"))
+    ok(podium("schedule", "--config", str(config)))
+    ok(podium("train", "--config", str(config), "--fold", "0"))
     run = tmp_path / "runs" / "prog"
     schedule = pd.read_csv(run / "schedule.csv")
     announced = schedule.groupby("epoch")["image_size"].agg(lambda s: s.unique().tolist())

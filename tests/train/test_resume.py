@@ -19,7 +19,7 @@ from podium import artifacts
 from podium.errors import PodiumError
 from podium.train.checkpoint import STATE, FoldLock, find_resumable
 
-from conftest import REPO, podium
+from conftest import REPO, ok, podium
 
 
 def _config(tmp_path, competition, name, **extra):
@@ -40,11 +40,6 @@ def _config(tmp_path, competition, name, **extra):
     return path
 
 
-def _ok(out):
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
-
-
 def _outputs(fold_dir):
     history = pd.read_csv(fold_dir / "history.csv").drop(columns=["seconds", "train_seconds"])  # timings
     return ((fold_dir / "oof.csv").read_bytes(), (fold_dir / "test.csv").read_bytes(), history,
@@ -52,9 +47,21 @@ def _outputs(fold_dir):
 
 
 @pytest.mark.slow
+def _wait_until_gone(group: int, timeout: float = 30) -> None:
+    """Until no process of process group `group` is left (killed workers are reaped by init)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of group {group} still alive {timeout} s after SIGKILL")
+
+
 def test_sigkill_mid_fold_then_resume_gives_the_same_result(tmp_path, competition):
     reference = _config(tmp_path, competition, "ref")
-    _ok(podium("train", "--config", str(reference), "--fold", "0"))
+    ok(podium("train", "--config", str(reference), "--fold", "0"))
     ref = _outputs(tmp_path / "ref" / "ref" / "fold0")
 
     config = _config(tmp_path, competition, "killed")
@@ -67,7 +74,7 @@ def test_sigkill_mid_fold_then_resume_gives_the_same_result(tmp_path, competitio
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its accelerate workers, as a preemption would
     proc.wait()
-    time.sleep(0.5)
+    _wait_until_gone(proc.pid)  # the workers too: a dying one must not touch the folder after this point
     assert not (fold_dir / "train.done.json").exists()
 
     # A crash while writing the next checkpoint: a newer folder, truncated. Resume must skip it.
@@ -77,7 +84,7 @@ def test_sigkill_mid_fold_then_resume_gives_the_same_result(tmp_path, competitio
     with open(broken / "model.safetensors", "r+b") as fh:
         fh.truncate(100)
 
-    out = _ok(podium("train", "--config", str(config), "--fold", "0"))
+    out = ok(podium("train", "--config", str(config), "--fold", "0"))
     assert "skipping checkpoint" in out and "truncated" in out
     got = _outputs(fold_dir)
     history = got[2]

@@ -19,12 +19,7 @@ from podium.predict.kernel import _DecodeForSize
 from podium.stages.leaderboard import leaderboard
 from podium.train.models import create_model
 
-from conftest import podium, write_competition
-
-
-def _ok(out):
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
+from conftest import ok, podium, write_competition
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +36,9 @@ def trained(tmp_path_factory):
         "predict": {"tta_hflip": True}, "metric": "roc_auc",
     }))
     for k in (0, 1):
-        _ok(podium("train", "--config", str(config), "--fold", str(k)))
-    _ok(podium("oof", "--config", str(config)))
-    _ok(podium("submit", "--config", str(config)))
+        ok(podium("train", "--config", str(config), "--fold", str(k)))
+    ok(podium("oof", "--config", str(config)))
+    ok(podium("submit", "--config", str(config)))
     return tmp, comp, config
 
 
@@ -73,7 +68,7 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
 @pytest.mark.slow
 def test_report_is_a_self_contained_page(trained):
     tmp, comp, config = trained
-    _ok(podium("report", "--config", str(config)))
+    ok(podium("report", "--config", str(config)))
     run = tmp / "runs" / "bin_v1"
     page = (run / "report.html").read_text()
     sources = re.findall(r"src='([^']+)'", page)
@@ -100,14 +95,14 @@ def test_leaderboard_sorts_best_first(trained, tmp_path):
     table = leaderboard(runs)
     assert table["experiment"].tolist() == ["b", "a", "d", "c"]
     assert (table["folds_done"] == "0/5").all()
-    out = _ok(podium("leaderboard", "--runs-dir", str(tmp / "runs")))
+    out = ok(podium("leaderboard", "--runs-dir", str(tmp / "runs")))
     assert "bin_v1" in out and "2/2" in out
 
 
 @pytest.mark.slow
 def test_bundle_predicts_the_same_submission_away_from_the_repo(trained, tmp_path):
     tmp, comp, config = trained
-    _ok(podium("bundle", "--config", str(config)))
+    ok(podium("bundle", "--config", str(config)))
     away = tmp_path / "kaggle_dataset"
     shutil.copytree(tmp / "runs" / "bin_v1" / "bundle", away)
     out_file = tmp_path / "submission.csv"

@@ -8,45 +8,20 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from podium import artifacts
 from podium.errors import PodiumError
-from podium.runs import layout, records
-from podium.stages.current import data_fingerprint, load_checked
+from podium.runs import records
 from podium.stages.folds import run_folds
 from podium.stages.oof import run_oof
 from podium.stages.submit import run_submit
 
 from conftest import tiny_config, write_competition
-
-
-def _fake_fold_outputs(cfg, rng, cols, extra_oof_row: int | None = None):
-    """Random probability files for every fold, recorded as trained the way training records
-    them (weights and history stand in as small files). `extra_oof_row`: that fold's oof.csv
-    holds one row twice."""
-    run = cfg.run_dir
-    folds = pd.read_csv(run / "folds.csv", dtype={"id": str})
-    test = pd.read_csv(cfg.data_dir / "test.csv", dtype={"id": str})
-    comp, csv_hash = load_checked(cfg)
-    data_hash = data_fingerprint(cfg, comp, csv_hash)
-    for k in range(cfg.folds.n_splits):
-        out = run / f"fold{k}"
-        out.mkdir(parents=True, exist_ok=True)
-        for name, ids in (("oof.csv", folds.loc[folds["fold"] == k, "id"]), ("test.csv", test["id"])):
-            p = rng.random((len(ids), len(cols)))
-            if len(cols) > 1:
-                p /= p.sum(axis=1, keepdims=True)
-            df = pd.DataFrame({"id": ids.to_numpy(), **{c: p[:, j] for j, c in enumerate(cols)}})
-            if name == "oof.csv" and k == extra_oof_row:
-                df = pd.concat([df, df.iloc[[0]]])
-            df.to_csv(out / name, index=False)
-        (out / "model.safetensors").write_bytes(b"weights")
-        (out / "history.csv").write_text("epoch\n0\n")
-        layout.mark_trained(cfg, k, layout.train_inputs(cfg, k, data_hash), info={})
+from helpers import fake_fold_outputs
 
 
 def test_oof_covers_every_row_once_and_scores_like_sklearn(tmp_path, capsys):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=12)
     cfg = tiny_config(root, tmp_path / "runs", metric="log_loss", postprocess={"enabled": False})
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     cv = run_oof(cfg)
     train = pd.read_csv(root / "train.csv")
     oof = pd.read_csv(cfg.run_dir / "oof.csv")
@@ -65,16 +40,16 @@ def test_oof_refuses_a_fold_with_missing_or_extra_rows(tmp_path):
     root, _ = write_competition(tmp_path / "c", n_train=60, n_test=12)
     cfg = tiny_config(root, tmp_path / "runs")
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"], extra_oof_row=1)
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"], extra_oof_row=1)
     with pytest.raises(PodiumError, match="fold1/oof.csv: its ids are not exactly"):
         run_oof(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     path = cfg.run_dir / "fold1" / "oof.csv"
     df = pd.read_csv(path)
     pd.concat([df, df.iloc[[0]]]).to_csv(path, index=False)  # changed after training wrote it
     with pytest.raises(PodiumError, match="fold1/oof.csv changed after fold 1 finished training"):
         run_oof(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     (cfg.run_dir / "fold2" / "oof.csv").unlink()
     with pytest.raises(PodiumError, match="fold2/oof.csv is missing"):
         run_oof(cfg)
@@ -86,7 +61,7 @@ def test_label_submission_in_sample_order(tmp_path):
     sample.iloc[::-1].to_csv(root / "sample_submission.csv", index=False)  # an order of its own
     cfg = tiny_config(root, tmp_path / "runs", submissions_dir=str(tmp_path / "subs"))
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     out = run_submit(cfg)
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["id", "label"]
@@ -102,7 +77,7 @@ def test_probability_submission_takes_the_sample_column_order(tmp_path):
     sample.to_csv(root / "sample_submission.csv", index=False)
     cfg = tiny_config(root, tmp_path / "runs", submissions_dir=str(tmp_path / "subs"))
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     sub = pd.read_csv(run_submit(cfg))
     assert list(sub.columns) == ["id", "c", "a", "b"]
     mean = sum(pd.read_csv(cfg.run_dir / f"fold{k}" / "test.csv").set_index("id") for k in range(3)) / 3
@@ -114,7 +89,7 @@ def test_binary_probability_submission_for_auc(tmp_path):
     cfg = tiny_config(root, tmp_path / "runs", submissions_dir=str(tmp_path / "subs"), metric="roc_auc",
                       data={"task": "binary", "target": "target"})
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["target"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["target"])
     cv = run_oof(cfg)
     train = pd.read_csv(root / "train.csv")
     oof = pd.read_csv(cfg.run_dir / "oof.csv")
@@ -129,7 +104,7 @@ def test_submission_with_unrecognised_columns_is_refused(tmp_path):
     pd.read_csv(root / "sample_submission.csv").assign(x=1).to_csv(root / "sample_submission.csv", index=False)
     cfg = tiny_config(root, tmp_path / "runs", submissions_dir=str(tmp_path / "subs"))
     run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
+    fake_fold_outputs(cfg, np.random.default_rng(0), ["a", "b", "c"])
     with pytest.raises(PodiumError, match="sample_submission.csv"):
         run_submit(cfg)
     assert not (tmp_path / "subs").exists()
@@ -144,13 +119,3 @@ def test_up_to_date_records_follow_content(tmp_path):
     artifacts.write_text(out, "a\n2\n")
     assert not records.is_up_to_date(tmp_path, "s", {"in": "1"})
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
-
-
-def fake_experiment(cfg, seed: int, cols=("a", "b", "c")):
-    """A finished experiment made of random fold files: folds, predictions recorded as trained,
-    the resolved config where training saves it, the OOF joined."""
-    run_folds(cfg)
-    _fake_fold_outputs(cfg, np.random.default_rng(seed), list(cols))
-    artifacts.write_yaml(layout.fold_dir(cfg, 0) / layout.CONFIG_YAML, cfg.model_dump(mode="json"))
-    run_oof(cfg, show=False)
-    return cfg
