@@ -47,7 +47,7 @@ from podium.config import load_config  # noqa: E402
 from podium.data.cache import build_cache, cache_key  # noqa: E402
 from podium.data.datasets import ImageDataset, LoaderState, Normalize  # noqa: E402
 from podium.data.images import read_rgb  # noqa: E402
-from podium.stages.current import preflight  # noqa: E402
+from podium.stages.check import preflight  # noqa: E402
 from podium.train.loop import Step, train_one_epoch  # noqa: E402
 from podium.train.losses import train_loss_fn  # noqa: E402
 from podium.train.models import create_model  # noqa: E402
@@ -118,7 +118,7 @@ def podium_steps(cfg, comp, batches, accelerator, model):
     scheduler = lr_scheduler(optimizer, cfg, len(batches))
     loss_fn = train_loss_fn(comp.task)
     on_device = [(x.to(accelerator.device), y.to(accelerator.device), i) for x, y, i in batches]
-    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, _channels_last(model))
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, channels_last=_channels_last(model))
     parts = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn)
     model.train()
 
@@ -314,7 +314,8 @@ def over_timm_pipeline(cfg, comp, cache, accelerator, model, folder: Path, epoch
     ours_model = copy.deepcopy(model).to(accelerator.device)
     optimizer = build_optimizer(ours_model, cfg)
     ours_model, optimizer = accelerator.prepare(ours_model, optimizer)
-    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, _channels_last(ours_model))
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device,
+                          channels_last=_channels_last(ours_model))
     parts = Step(cfg, comp, accelerator, ours_model, optimizer, lr_scheduler(optimizer, cfg, len(ours)),
                  normalize, train_loss_fn(comp.task))
 

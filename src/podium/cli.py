@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from podium.config import Config, load_config
+from podium.console import say
 from podium.errors import PodiumError
 
 
@@ -44,7 +45,7 @@ class Command:
 
 
 def _print_n_splits(cfg: Config) -> None:
-    print(cfg.folds.n_splits)
+    say(str(cfg.folds.n_splits))
 
 
 COMMANDS: dict[str, Command] = {

@@ -103,7 +103,7 @@ def test_hill_climbing_between_best_member_and_brute_force(task, metric, monkeyp
 
     # at the default steps, 6 members are past MAX_GRID: hill climbing
     assert bl.grid_size(6, bl.STEPS) > bl.MAX_GRID
-    report, _ = bl.evaluate(members, y, np.arange(60) % 3, metric, task, "weights")
+    report, _ = bl.score_blend(members, y, np.arange(60) % 3, metric, task, "weights")
     assert report["search"] == "hill_climbing"
     w = np.asarray(report["weights"])
     _check_simplex(w, 6, bl.STEPS)
@@ -134,7 +134,7 @@ def test_nested_score_is_not_better_than_in_sample_when_overfitting(task, metric
     # many members that are noise around a weak signal, few rows: the in-sample weights fit the noise
     y, members = _members(task, 8, 40, seed=4, signal=0.3)
     fold = np.arange(40) % 4
-    report, oof = bl.evaluate(members, y, fold, metric, task, "weights")
+    report, oof = bl.score_blend(members, y, fold, metric, task, "weights")
     assert _signed(metric, report["score"]) < _signed(metric, report["score_in_sample"])
     assert report["score"] == score(metric, y, oof, task)
     assert len(report["fold_scores"]) == 4 and report["folds"] == [0, 1, 2, 3]
@@ -143,7 +143,7 @@ def test_nested_score_is_not_better_than_in_sample_when_overfitting(task, metric
 def test_a_row_is_never_blended_with_weights_fitted_on_its_own_fold():
     y, members = _members("regression", 4, 80, seed=5)
     fold = np.repeat([2, 0, 1, 3], 20)  # unsorted fold ids: fold_scores follow the sorted ids
-    report, oof = bl.evaluate(members, y, fold, "rmse", "regression", "weights", steps=10)
+    report, oof = bl.score_blend(members, y, fold, "rmse", "regression", "weights", steps=10)
     assert report["folds"] == [0, 1, 2, 3]
     for i, k in enumerate(report["folds"]):
         held = fold == k
@@ -155,14 +155,14 @@ def test_a_row_is_never_blended_with_weights_fitted_on_its_own_fold():
     changed = y.copy()
     held = fold == 1
     changed[held] = -3 * changed[held] + 5  # fold 1's truth changes a lot
-    report2, oof2 = bl.evaluate(members, changed, fold, "rmse", "regression", "weights", steps=10)
+    report2, oof2 = bl.score_blend(members, changed, fold, "rmse", "regression", "weights", steps=10)
     np.testing.assert_array_equal(oof2[held], oof[held])  # fold 1's rows: weights fitted without fold 1
     assert report2["fold_weights"] != report["fold_weights"]  # the other folds saw the change
 
 
 def test_evaluate_report_and_applying_it_to_test():
     y, members = _members("multiclass", 3, 60, seed=6)
-    report, oof = bl.evaluate(members, y, np.arange(60) % 5, "log_loss", "multiclass", "weights", steps=10)
+    report, oof = bl.score_blend(members, y, np.arange(60) % 5, "log_loss", "multiclass", "weights", steps=10)
     json.dumps(report)  # JSON-ready
     assert report["search"] == "exhaustive" and report["method"] == "weights"
     assert report["member_scores"] == [score("log_loss", y, p, "multiclass") for p in members]
@@ -181,7 +181,7 @@ def test_evaluate_report_and_applying_it_to_test():
 def test_mean_is_the_plain_average():
     y, members = _members("multilabel", 4, 50, seed=8)
     np.testing.assert_allclose(bl.blend(members), np.mean(members, axis=0))
-    report, oof = bl.evaluate(members, y, np.arange(50) % 5, "log_loss", "multilabel", "mean")
+    report, oof = bl.score_blend(members, y, np.arange(50) % 5, "log_loss", "multilabel", "mean")
     np.testing.assert_allclose(oof, np.mean(members, axis=0))
     assert report["weights"] == [0.25] * 4 and report["search"] == "none"
     assert report["score"] == report["score_in_sample"] == score("log_loss", y, np.mean(members, axis=0),
@@ -202,7 +202,7 @@ def test_rank_mean_matches_scipy(task):
     members = [np.round(p, 1) for p in members]  # ties, ranked as their average
     want = np.mean([_rank_truth(p) for p in members], axis=0)
     np.testing.assert_allclose(bl.blend(members, method="rank"), want)
-    report, oof = bl.evaluate(members, y, np.arange(40) % 4, "roc_auc", task, "rank")
+    report, oof = bl.score_blend(members, y, np.arange(40) % 4, "roc_auc", task, "rank")
     np.testing.assert_allclose(oof, want)  # ranked within the whole OOF
     # AUC sees ties: score against the same mean summed exactly (rows tied in every member stay tied)
     exact = np.sum([rankdata(p, axis=0) - 1 for p in members], axis=0) / (3 * 39)
@@ -216,7 +216,7 @@ def test_rank_mean_matches_scipy(task):
 def test_rank_is_refused_off_rank_metrics():
     y, members = _members("binary", 3, 40, seed=11)
     with pytest.raises(ValueError, match="rank-based"):
-        bl.evaluate(members, y, np.arange(40) % 4, "log_loss", "binary", "rank")
+        bl.score_blend(members, y, np.arange(40) % 4, "log_loss", "binary", "rank")
     with pytest.raises(ValueError, match="rank-based"):
         bl.check_method("rank", "accuracy", "binary")
     with pytest.raises(ValueError, match="multiclass"):
@@ -232,16 +232,16 @@ def test_refusals():
     fold = np.arange(20) % 2
     cases = [
         (lambda: bl.blend([members[0], members[1][:10]]), "same shape"),
-        (lambda: bl.evaluate([members[0], members[1][:, 0]], y, fold, "log_loss", "binary"), "same shape"),
+        (lambda: bl.score_blend([members[0], members[1][:, 0]], y, fold, "log_loss", "binary"), "same shape"),
         (lambda: bl.blend(members[:1]), "at least 2"),
         (lambda: bl.fit_weights(members[:1], y, "log_loss", "binary"), "at least 2"),
         (lambda: bl.blend([members[0], np.where(members[1] > 0.5, np.nan, members[1])]), "NaN"),
-        (lambda: bl.evaluate(members, y, fold, "log_loss", "binary", "median"), "not one of"),
+        (lambda: bl.score_blend(members, y, fold, "log_loss", "binary", "median"), "not one of"),
         (lambda: bl.blend(members, [0.5, 0.5, 0.5], "weights"), "summing to 1"),
         (lambda: bl.blend(members, [-0.5, 1.0, 0.5], "weights"), "non-negative"),
         (lambda: bl.blend(members, [0.5, 0.5, 0.0], "mean"), "equal weights"),
-        (lambda: bl.evaluate(members, y[:10], fold, "log_loss", "binary"), "one row each"),
-        (lambda: bl.evaluate(members, y, np.zeros(20), "log_loss", "binary"), "two folds"),
+        (lambda: bl.score_blend(members, y[:10], fold, "log_loss", "binary"), "one row each"),
+        (lambda: bl.score_blend(members, y, np.zeros(20), "log_loss", "binary"), "two folds"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as info:

@@ -272,7 +272,7 @@ def test_evaluate_reports_nested_in_sample_and_raw_scores():
     y = (rng.random((n, labels)) < 0.3).astype(int)
     p = rng.random((n, labels))  # predictions unrelated to the labels: thresholds can only overfit
     fold = rng.integers(0, 5, n)
-    out = pp.evaluate(y, p, fold, "f2_samples", "multilabel")
+    out = pp.score_postprocess(y, p, fold, "f2_samples", "multilabel")
     assert set(out) >= {"kind", "params", "fitted", "score", "fold_scores", "score_without", "fold_scores_without",
                         "score_in_sample"}
     json.dumps(out)
@@ -296,9 +296,9 @@ def test_evaluate_on_random_binary_labels_overfits_in_sample_only():
     y = rng.integers(0, 2, 60)
     p = rng.random(60)
     fold = np.arange(60) % 5
-    out = pp.evaluate(y, p[:, None], fold, "accuracy", "binary")
+    out = pp.score_postprocess(y, p[:, None], fold, "accuracy", "binary")
     assert out["score"] <= out["score_in_sample"] and out["score_in_sample"] > 0.6
-    none = pp.evaluate(rng.integers(0, 4, 60), rng.dirichlet(np.ones(4), 60), fold, "accuracy", "multiclass")
+    none = pp.score_postprocess(rng.integers(0, 4, 60), rng.dirichlet(np.ones(4), 60), fold, "accuracy", "multiclass")
     assert none["kind"] == "none" and none["params"] == []
     assert none["score"] == none["score_without"] == none["score_in_sample"]
 
@@ -312,9 +312,9 @@ def test_fit_takes_the_kind_of_the_metric_or_none_and_classes_where_they_matter(
     # The competition's class list rides along for every task; only cut-points read it.
     y3 = rng.integers(0, 3, 60)
     p3 = rng.dirichlet(np.ones(3), 60)
-    out = pp.evaluate(y3, p3, np.arange(60) % 3, "log_loss", "multiclass", ["cat", "dog", "emu"])
+    out = pp.score_postprocess(y3, p3, np.arange(60) % 3, "log_loss", "multiclass", ["cat", "dog", "emu"])
     assert out["kind"] == "temperature" and out["fitted"]["classes"] == []
     yr, pr = _regression(3, n=60)
-    with_list = pp.evaluate(yr, pr[:, None], np.arange(60) % 3, "qwk", "regression", [0, 1, 2])
-    derived = pp.evaluate(yr, pr[:, None], np.arange(60) % 3, "qwk", "regression", [])
+    with_list = pp.score_postprocess(yr, pr[:, None], np.arange(60) % 3, "qwk", "regression", [0, 1, 2])
+    derived = pp.score_postprocess(yr, pr[:, None], np.arange(60) % 3, "qwk", "regression", [])
     assert with_list == derived and with_list["fitted"]["classes"] == [0.0, 1.0, 2.0]

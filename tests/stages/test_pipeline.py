@@ -177,7 +177,7 @@ def test_stage_is_skipped_when_up_to_date_and_redone_when_inputs_change(tmp_path
     assert artifacts.file_hash(fold_dir / "model.safetensors") == weights
 
     cfg = load_config(config)
-    from podium.stages.current import preflight
+    from podium.stages.check import preflight
     _, data_hash = preflight(cfg)
     assert stale_reason(cfg, 0, data_hash) is None
     # a changed setting, a changed image, a changed output: each makes the fold stale, and says so

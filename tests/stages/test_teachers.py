@@ -11,7 +11,8 @@ from podium import artifacts
 from podium.config import config_from_dict
 from podium.errors import PodiumError
 from podium.runs import layout
-from podium.stages.current import load_checked, preflight, teacher_digest
+from podium.stages.check import preflight
+from podium.stages.current import load_checked, teacher_digest
 from podium.stages.folds import run_folds
 from podium.stages.oof import run_oof
 from podium.train.loaders import build_loaders

@@ -18,7 +18,7 @@ from podium.data.competition import load_competition
 from podium.data.datasets import BalancedSampler, Normalize, class_index
 from podium.errors import PodiumError
 from podium.evaluate.plots import row_shares
-from podium.stages.current import preflight
+from podium.stages.check import preflight
 from podium.stages.schedule import run_schedule
 from podium.train.loop import Step, train_one_epoch
 from podium.train.losses import FocalLoss, train_loss_fn
@@ -128,7 +128,7 @@ def test_frozen_epochs_train_the_head_only_then_everything(tmp_path):
         return [p.detach().clone() for p in params]
 
     before_backbone, before_head = snapshot(backbone), snapshot(head_parameters(model))
-    freeze(backbone, True)
+    freeze(backbone, frozen=True)
     model.train()
     update, loss, _, _ = train_one_epoch(step, batches, 0, None)
     assert update == 3 and np.isfinite(loss)
@@ -137,7 +137,7 @@ def test_frozen_epochs_train_the_head_only_then_everything(tmp_path):
     state = step.optimizer.optimizer.state
     assert not any(id(p) in {id(q) for q in state} for p in backbone)  # no moments for frozen weights
 
-    freeze(backbone, False)
+    freeze(backbone, frozen=False)
     mid = snapshot(backbone)
     train_one_epoch(step, batches, update, None)
     assert all(p.requires_grad for p in model.parameters())

@@ -78,7 +78,7 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     from podium.data.competition import load_competition
     from podium.data.datasets import ImageDataset, Normalize
     from podium.predict.forward import forward_probs
-    from podium.stages.current import preflight
+    from podium.stages.check import preflight
     from podium.stages.folds import run_folds
     from podium.train.loop import train_fold
     from podium.train.models import create_model

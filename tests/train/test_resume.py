@@ -59,6 +59,7 @@ def _wait_until_gone(group: int, timeout: float = 30) -> None:
     raise AssertionError(f"processes of group {group} still alive {timeout} s after SIGKILL")
 
 
+@pytest.mark.slow  # trains three times in subprocesses
 def test_sigkill_mid_fold_then_resume_gives_the_same_result(tmp_path, competition):
     reference = _config(tmp_path, competition, "ref")
     ok(podium("train", "--config", str(reference), "--fold", "0"))

@@ -98,7 +98,7 @@ def test_compile_makes_one_graph_per_image_size_and_mode_at_most(tmp_path, monke
     import torch._dynamo
 
     from podium.runs.layout import train_inputs
-    from podium.stages.current import preflight
+    from podium.stages.check import preflight
     from podium.stages.folds import run_folds
     from podium.train.loop import train_fold
     from podium.train.schedule import size_at

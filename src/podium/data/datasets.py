@@ -74,7 +74,7 @@ class Normalize:
     """uint8 image batches (N, 3, H, W) to the model's float input, on their device:
     (x / 255 - mean) / std, as albumentations' Normalize computes it (tested against it)."""
 
-    def __init__(self, mean, std, device, channels_last: bool = False):
+    def __init__(self, mean, std, device, *, channels_last: bool = False):
         mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale, self.shift = 1 / (255 * std), mean / std

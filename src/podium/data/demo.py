@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from podium.console import say
+
 DEMO_DIR = Path("data/demo")
 TEST_FRACTION = 0.2
 SEED = 0
@@ -58,5 +60,5 @@ def ensure_demo_data(cfg) -> None:
     """The demo competition is written on first use of a config that points at it, so a fresh
     clone runs with no download (`cfg`: the run's Config)."""
     if Path(cfg.data.dir) == DEMO_DIR and not (DEMO_DIR / "sample_submission.csv").is_file():
-        print(f"writing the demo competition to {DEMO_DIR}/", flush=True)
+        say(f"writing the demo competition to {DEMO_DIR}/")
         write_demo(DEMO_DIR)

@@ -19,7 +19,7 @@ from podium.config import Config, config_hash
 from podium.data.competition import Competition
 from podium.errors import PodiumError
 from podium.evaluate.metrics import score, score_all
-from podium.evaluate.postprocess import Fitted, evaluate, kind_for
+from podium.evaluate.postprocess import Fitted, kind_for, score_postprocess
 from podium.runs import layout, records
 
 
@@ -83,7 +83,7 @@ def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarra
           "fold_scores": [score(metric, y[fold == k], probs[fold == k], task) for k in folds]}
     fitted = None
     if kind != "none":
-        post = evaluate(y, probs, fold, metric, task, comp.classes)
+        post = score_postprocess(y, probs, fold, metric, task, comp.classes)
         cv.update(score=post["score"], fold_scores=post["fold_scores"])
         cv["postprocess"] = {k: v for k, v in post.items() if k not in ("score", "fold_scores", "fitted")}
         fitted = post["fitted"]

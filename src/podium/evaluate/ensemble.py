@@ -16,7 +16,7 @@ Three methods, as Kaggle winners blend models and seeds:
   then to the first found: deterministic.
 
 Blend weights fitted on the OOF and scored on the same OOF are optimistic: they have seen the rows they are
-judged on. `evaluate` scores them nested over the folds: fold k's rows are blended with weights fitted on the
+judged on. `score_blend` scores them nested over the folds: fold k's rows are blended with weights fitted on the
 other folds' rows. The weights fitted on all rows are what a submission applies (`blend` on the members' test
 predictions); the in-sample score (fitted and scored on all rows) is reported too, labelled as such. mean and
 rank fit nothing, so their nested and in-sample scores are the same figure.
@@ -260,7 +260,7 @@ def _inputs(members, y, fold, metric, task, method):
     return stacked, y, fold
 
 
-def evaluate(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS,
+def score_blend(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS,
              judge=None) -> tuple[dict, np.ndarray]:
     """(report, blended OOF). The report is JSON-ready:
     `weights`: fitted on all rows, what a submission applies with `blend` (mean/rank: equal weights);

@@ -47,7 +47,7 @@ def plot_schedule(table: pd.DataFrame, cfg, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_ablation(table: pd.DataFrame, metric: str, higher_is_better: bool, path: Path) -> Path:
+def plot_ablation(table: pd.DataFrame, metric: str, path: Path, *, higher_is_better: bool) -> Path:
     """Each variant's CV score (mean +- std over folds), with the all-tricks score as a line."""
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(table) + 1.5))
     y = range(len(table))

@@ -11,7 +11,7 @@ One mechanism, three kinds, each for the metrics it can move (`kind_for`):
   p' = c_k for the interval [cut_{k-1}, cut_k) that p falls in.
 
 Anything fitted on the OOF and scored on the same OOF is optimistic: it has seen the rows it is judged on.
-`evaluate` scores it nested over the folds: every row is transformed by a post-processing fitted without
+`score_postprocess` scores it nested over the folds: every row is transformed by a post-processing fitted without
 its fold. The in-sample figure (fit on all rows, scored on all rows) is reported too, labelled as such; the parameters
 fitted on all rows are what a submission applies.
 
@@ -89,7 +89,7 @@ class Fitted:
 
     @classmethod
     def from_json(cls, d: dict) -> Fitted:
-        """From `to_json`'s dict (`evaluate`'s `fitted`)."""
+        """From `to_json`'s dict (`score_postprocess`'s `fitted`)."""
         return cls(d["kind"], d["task"], tuple(float(v) for v in d["params"]),
                    tuple(float(v) for v in d.get("classes", ())))
 
@@ -337,7 +337,7 @@ def nested_transform(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric:
     return out
 
 
-def evaluate(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric: str, task: str, classes=None, *,
+def score_postprocess(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric: str, task: str, classes=None, *,
              candidates=None) -> dict:
     """JSON-ready. `fitted`: the post-processing fitted on all rows, what a submission applies
     (`Fitted.to_json`; also its `kind` and `params` at the top); `score`/`fold_scores`: nested, the honest CV

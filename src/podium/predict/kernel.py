@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from podium import __version__, artifacts
 from podium.config import config_from_dict
+from podium.console import say
 from podium.data.competition import Competition, image_paths, read_csv
 from podium.data.datasets import ImageDataset, Normalize
 from podium.evaluate.ensemble import blend
@@ -85,7 +86,7 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
 def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | None = None) -> Path:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg, comp, _, post = _load(bundle, data_dir)
-    print(f"podium {__version__} from {Path(__file__).resolve().parent}; on {device}", flush=True)
+    say(f"podium {__version__} from {Path(__file__).resolve().parent}; on {device}")
     spec_path = bundle / layout.BLEND_JSON
     if spec_path.is_file():  # a blend: every member predicts, then the blend's weights join them
         spec = json.loads(spec_path.read_text())
@@ -96,5 +97,5 @@ def predict_bundle(bundle: Path, data_dir: Path, out: Path, batch_size: int | No
     mean = pd.DataFrame(probs, index=comp.test[cfg.data.id_column].to_numpy(), columns=comp.prob_columns)
     sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
-    print(f"wrote {out}: {len(sub)} rows", flush=True)
+    say(f"wrote {out}: {len(sub)} rows")
     return out

@@ -78,6 +78,7 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, *, nproc: int | No
                               for v, m in zip(table["variant"], table["cv_mean"], strict=True)]
     out = cfg.run_dir / layout.ABLATION_CSV
     artifacts.write_csv(out, table)
-    png = plot_ablation(table, cfg.metric, higher_is_better(cfg.metric), cfg.run_dir / layout.ABLATION_PNG)
+    png = plot_ablation(table, cfg.metric, cfg.run_dir / layout.ABLATION_PNG,
+                        higher_is_better=higher_is_better(cfg.metric))
     say(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), f"wrote {out} and {png}")
     return table

@@ -20,7 +20,7 @@ from podium.config import Config, config_from_dict
 from podium.console import say
 from podium.errors import PodiumError
 from podium.evaluate.cv import format_cv, postprocess_kind, score_oof, write_oof, write_postprocess
-from podium.evaluate.ensemble import blend, check_method, evaluate
+from podium.evaluate.ensemble import blend, check_method, score_blend
 from podium.evaluate.postprocess import Fitted, fit as fit_post
 from podium.evaluate.submission import build_submission
 from podium.runs import layout, records
@@ -75,7 +75,7 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     if kind == "temperature":
         def judge(rows_y, blended):
             return fit_post("temperature", rows_y, blended, metric, task).apply(blended)
-    report, oof = evaluate([d.oof for d in done], y, fold, metric, task, method, judge=judge)
+    report, oof = score_blend([d.oof for d in done], y, fold, metric, task, method, judge=judge)
     test = blend([d.test for d in done], report["weights"], method)
 
     cv, fitted = score_oof(cfg, comp, oof, fold, kind)

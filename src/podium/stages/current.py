@@ -1,4 +1,5 @@
-"""The freshness checks every stage shares: the competition's data checked, the folds current,
+"""The freshness checks every stage shares (and nothing that needs torch: `make oof`, `make submit`
+and `make leaderboard` start without it): the competition's data checked, the folds current,
 finished runs (experiments and blends) and the teachers a student learns from.
 
 A stage that reads another stage's files asks here first, so a fold trained under another
@@ -10,23 +11,16 @@ live in this one module.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from podium import artifacts
 from podium.config import Config
-from podium.data.cache import build_cache, cache_key
 from podium.data.competition import Competition, check_images, load_competition
-from podium.data.datasets import check_transforms
 from podium.data.demo import ensure_demo_data
-from podium.data.splits import split_folds
 from podium.errors import PodiumError
 from podium.evaluate.cv import update_oof
-from podium.evaluate.submission import submission_kind
 from podium.runs import layout, records
 from podium.runs.finished import Finished, is_blend, read_finished, same_competition, saved_config
-from podium.train.models import check_fine_tuning, create_model
-from podium.train.schedule import size_at, updates_per_epoch
 
 
 def load_checked(cfg: Config) -> tuple[Competition, str]:
@@ -37,36 +31,6 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     csvs = [artifacts.file_hash(root / name) for name in
             (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission) if name]
     return comp, artifacts.text_hash(*csvs)
-
-
-def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
-    """Every check that can run before training, in one process, writing nothing until all pass:
-    the tables, the sample submission against the task and metric, the folds (and that every
-    training fold fills a batch on each of `processes`),
-    the augmentation pipelines, the model, every image.
-
-    Returns the competition and a content hash of its data (CSV files and images).
-    """
-    comp, csv_hash = load_checked(cfg)
-    submission_kind(comp, cfg)  # the sample submission fits the task, metric and submission.kind
-    if cfg.log_with:
-        module = {"tensorboard": "tensorboard", "wandb": "wandb"}[cfg.log_with]
-        if importlib.util.find_spec(module) is None:
-            raise PodiumError(f"config key 'log_with': {cfg.log_with} needs the '{module}' package "
-                              f"(pip install {module} into .venv), or set log_with: null")
-    largest_valid = int(split_folds(comp.train, cfg)["fold"].value_counts().max())
-    updates_per_epoch(len(comp.train) - largest_valid, cfg, processes)
-
-    for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
-        check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
-    # An unknown model or weights file, or a train key the model cannot honour, fails here, not on a GPU.
-    check_fine_tuning(create_model(cfg.model, comp.num_outputs), cfg)
-    data_hash = data_fingerprint(cfg, comp, csv_hash)
-    if cfg.data.cache:
-        paths = [str(p) for p in (*comp.train["path"], *comp.test["path"])]
-        build_cache(paths, cfg.train.image_size, layout.image_cache_dir(cfg),
-                    cache_key(data_hash, cfg.train.image_size))
-    return comp, data_hash
 
 
 def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:

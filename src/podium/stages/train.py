@@ -16,11 +16,11 @@ from podium.config import Config, config_from_dict
 from podium.console import say
 from podium.errors import PodiumError
 from podium.runs import layout
-from podium.stages.current import preflight, teacher_digest
+from podium.stages.check import preflight
+from podium.stages.current import teacher_digest
 from podium.stages.folds import run_folds
 from podium.train.checkpoint import FoldLock, find_resumable
 from podium.train.launch import launch_command, run_launch
-from podium.train.loop import train_fold
 from podium.train.precision import Speed, resolve
 
 
@@ -57,6 +57,10 @@ def run_train(cfg: Config, fold: int, *, nproc: int | None = None, fresh: bool =
 
 def train_worker(job_file: str) -> None:
     """Inside `accelerate launch` (or run by hand): train the fold that worker.json describes."""
+    # Imported here, in the worker only: the launching process never needs the training loop,
+    # and accelerate's import would add seconds to every `make train`, even an up-to-date one.
+    from podium.train.loop import train_fold
+
     try:
         job = artifacts.read_json(job_file)
     except (OSError, ValueError) as exc:

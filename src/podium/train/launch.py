@@ -27,6 +27,7 @@ def launch_command(
     accelerate_config: str | None = None,
     port: int | None = None,
     gpus: int | None = None,
+    *,
     pin_gpu: bool = False,
 ) -> tuple[list[str], dict[str, str], int | None]:
     """(argv, extra environment, expected process count or None when a config file decides).

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from podium import artifacts
 from podium.config import Config
+from podium.console import say
 from podium.data.competition import Competition, load_competition
 from podium.data.datasets import Normalize
 from podium.evaluate.metrics import is_better, score_all
@@ -147,7 +148,7 @@ class FoldState:
     best_weights: dict[str, torch.Tensor] | None = None  # on the CPU, on every process
     best_full: bool = False  # the best epoch was validated at the full image size
 
-    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor],
+    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor], *,
                      full: bool) -> bool:
         """Keep these weights if the epoch is the best so far. Scores at different image sizes do
         not compare: once an epoch was validated at the full size, only full-size epochs compete,
@@ -197,7 +198,7 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, speed.channels_last)
+    normalize = Normalize(cfg.augment.mean, cfg.augment.std, accelerator.device, channels_last=speed.channels_last)
     model = model.to(accelerator.device)
     optimizer = build_optimizer(model, cfg)  # while every parameter trains: timm groups only those
     backbone = backbone_parameters(model) if cfg.train.freeze_epochs else []
@@ -296,8 +297,8 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
         plot_history(pd.DataFrame(state.history), cfg.metric, out / layout.HISTORY_PNG)
         if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
             shutil.rmtree(out / layout.CHECKPOINTS, ignore_errors=True)
-        print(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
-              f"({seconds:.0f} s)", flush=True)
+        say(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
+              f"({seconds:.0f} s)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,12 +324,12 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         write_start(cfg, fold, accelerator, inputs, state, resume, speed)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
         pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
-        print(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
+        say(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
-              + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""), flush=True)
-        print(f"speed: {speed}", flush=True)
+              + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
+        say(f"speed: {speed}")
         if note := resize_note(cfg):
-            print(note, flush=True)
+            say(note)
 
     ckpt_root = layout.fold_dir(cfg, fold) / layout.CHECKPOINTS
     epochs, process = cfg.train.epochs, accelerator.process_index
@@ -347,7 +348,7 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         # Only the classifier trains in the first freeze_epochs: decided from the epoch alone, so a
         # resumed run is in the same state.
         frozen = epoch < cfg.train.freeze_epochs
-        freeze(step.backbone, frozen)
+        freeze(step.backbone, frozen=frozen)
         step.model.train()
         state.update, train_loss, lr, (height, width) = train_one_epoch(
             step, data.train_loader, state.update,
@@ -376,9 +377,9 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
         if main:
             artifacts.write_csv(layout.fold_dir(cfg, fold) / layout.HISTORY_CSV, pd.DataFrame(state.history))
-            print(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+            say(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
                   f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {size}"
-                  f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)", flush=True)
+                  f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)")
         if state.epoch % cfg.checkpoint.every_epochs == 0 or state.epoch == epochs:
             save_epoch(step, state, ckpt_root, inputs)
 

@@ -61,7 +61,7 @@ class FocalLoss(torch.nn.Module):
     cross-entropy (train_loss_fn then uses timm's and torch's own losses).
     """
 
-    def __init__(self, gamma: float, sigmoid: bool):
+    def __init__(self, gamma: float, *, sigmoid: bool):
         super().__init__()
         self.gamma, self.sigmoid = gamma, sigmoid
 

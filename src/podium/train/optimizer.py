@@ -35,7 +35,7 @@ def scheduled_lr(optimizer: torch.optim.Optimizer) -> float:
     return group["lr"] / group.get("lr_scale", 1.0)
 
 
-def freeze(params: list[torch.nn.Parameter], frozen: bool) -> None:
+def freeze(params: list[torch.nn.Parameter], *, frozen: bool) -> None:
     """Freeze or free `params` (the backbone during `train.freeze_epochs`). A frozen parameter
     gets no gradient, and torch's optimizers skip every parameter whose .grad is None: no update,
     no weight decay, no moments; its optimizer state starts when it is freed. BatchNorm running

@@ -119,7 +119,7 @@ def choose(rates: dict) -> tuple[str, bool]:
     return plain if plain in rates and rates[best] < MARGIN * rates[plain] else best
 
 
-def resolve(cfg: Config, num_outputs: int, measure_cpu: bool = True) -> Speed:
+def resolve(cfg: Config, num_outputs: int, *, measure_cpu: bool = True) -> Speed:
     """The precision and memory format a fold trains with (see the module's docstring)."""
     cuda = torch.cuda.is_available()
     precisions, formats = _fixed(cfg, cuda)
