@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from podium.config.schema import Config
+from podium.config.schema import ADDED_KEYS, Config
 from podium.errors import PodiumError
 
 
@@ -94,8 +94,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def config_hash(cfg: Config, sections: tuple[str, ...] | None = None) -> str:
-    """A content hash of the resolved config (or of some of its sections)."""
+    """A content hash of the resolved config (or of some of its sections). A key added since runs
+    were made counts only away from the value that behaves as podium did before it (ADDED_KEYS),
+    so that adding a key leaves those runs current."""
     dumped = cfg.model_dump(mode="json")
+    for dotted, neutral in ADDED_KEYS.items():
+        section, key = dotted.split(".")
+        if dumped.get(section, {}).get(key, neutral) == neutral:
+            dumped.get(section, {}).pop(key, None)
     if sections is not None:
         dumped = {k: dumped[k] for k in sections}
     return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]

@@ -30,6 +30,15 @@ from podium.config.sections import (
 )
 from podium.evaluate.metrics import METRICS
 
+# Keys added after runs were made, each with the value at which podium behaves as it did before
+# the key existed. At that value a key is left out of the config hashes that decide whether a fold,
+# an OOF or a submission is current, so adding a key does not make every earlier run stale; a value
+# that changes what a fold learns is hashed as usual. A key whose default changes behaviour does
+# not belong here.
+ADDED_KEYS: dict[str, object] = {
+    "model.pretrained_remap": False,
+}
+
 # The names come from metrics.METRICS alone: a metric added there is accepted here.
 MetricName = Literal[tuple(METRICS)]
 

@@ -120,9 +120,14 @@ class FoldsConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("resnet18", description="any timm model name")
-    # Loaded through timm's pretrained_cfg_overlay, so nothing is ever downloaded.
     pretrained_file: str | None = Field(None, description=(
-        "local weights (safetensors, .pth, .bin) for the model; null trains from scratch"))
+        "local weights (safetensors, .pth, .bin; a `state_dict` or `model` wrapper and a `module.` prefix are "
+        "taken off) for the model; every tensor but a classifier of other classes must load from it, or "
+        "training does not start; null trains from scratch"))
+    pretrained_remap: bool = Field(False, description=(
+        "map `pretrained_file`'s tensors onto the model by their order, not their names: for the same "
+        "network saved by another implementation (a torch .pth/.bin file: a .safetensors file keeps no order); "
+        "refused unless the shapes match one for one"))
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
     # Stochastic depth (Huang et al. 2016); timm ramps the rate up block by block to this value.
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description=(

@@ -28,6 +28,7 @@ import yaml
 
 from podium import artifacts
 from podium.config import Config, config_hash
+from podium.config.schema import ADDED_KEYS
 from podium.errors import PodiumError
 from podium.runs import records
 
@@ -200,7 +201,14 @@ def _trained_with(cfg: Config, fold: int, record: dict) -> dict[str, object] | N
 
 
 def config_differences(then: dict[str, object], now: dict[str, object]) -> list[str]:
-    return [k for k in sorted(set(then) | set(now)) if then.get(k, "<unset>") != now.get(k, "<unset>")]
+    """The dotted keys whose values differ; a key added since `then` was recorded differs only
+    away from its neutral value (ADDED_KEYS)."""
+    def same(k: str) -> bool:
+        if k not in then and k in ADDED_KEYS:
+            return now.get(k) == ADDED_KEYS[k]
+        return then.get(k, "<unset>") == now.get(k, "<unset>")
+
+    return [k for k in sorted(set(then) | set(now)) if not same(k)]
 
 
 def stale_reason(cfg: Config, fold: int, data_hash: str, teachers: str = "") -> str | None:

@@ -37,10 +37,11 @@ from podium.train.checkpoint import load_checkpoint, save_checkpoint
 from podium.train.loaders import FoldData, build_loaders
 from podium.train.losses import smooth, smoothing_used, soft_targets, train_loss_fn
 from podium.train.mix import mix, mixing_on
-from podium.train.models import backbone_parameters, create_model
+from podium.train.models import backbone_parameters, build_model
 from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
 from podium.train.precision import Speed, resolve as resolve_speed
 from podium.train.schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
+from podium.train.weights import Loaded
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces the loop uses
@@ -71,6 +72,7 @@ class Step:
     loss_fn: torch.nn.Module
     ema: ModelEmaV3 | None = None
     backbone: list[torch.nn.Parameter] = field(default_factory=list)  # frozen for train.freeze_epochs
+    weights: Loaded | None = None  # what the initial weights were loaded from (None: random)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -191,7 +193,7 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
     """The model, optimizer, scheduler and EMA, prepared by Accelerate together with the loaders.
     Call after seeding: the seed decides the initial weights, the same on every process."""
     use_cpu = not torch.cuda.is_available()
-    model = create_model(cfg.model, comp.num_outputs)
+    model, weights = build_model(cfg.model, comp.num_outputs)
     if cfg.train.grad_checkpointing:  # the model supports it: checked before launch (stages.preflight)
         model.set_grad_checkpointing(True)
     if not use_cpu:
@@ -216,7 +218,7 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
     per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
     scheduler = lr_scheduler(optimizer, cfg, per_epoch)
     loss_fn = train_loss_fn(comp.task, cfg.loss.focal_gamma)
-    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn, ema, backbone)
+    step = Step(cfg, comp, accelerator, model, optimizer, scheduler, normalize, loss_fn, ema, backbone, weights)
     return step, data
 
 
@@ -244,7 +246,7 @@ def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str])
 
 
 def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[str, str], state: FoldState,
-                resume: Path | None, speed: Speed) -> None:
+                resume: Path | None, speed: Speed, *, weights: dict | None = None) -> None:
     """Main process: the resolved config with provenance, and the history kept so far."""
     out = layout.fold_dir(cfg, fold)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +255,7 @@ def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[s
         seed=cfg.seed, fold=fold, folds_hash=inputs.get("folds"), config_hash=inputs.get("config"),
         data_hash=inputs.get("data"), num_processes=accelerator.num_processes,
         distributed_type=str(accelerator.distributed_type), mixed_precision=accelerator.mixed_precision,
-        channels_last=speed.channels_last, speed_choice=speed.why,
+        channels_last=speed.channels_last, speed_choice=speed.why, weights=weights,
         device=str(accelerator.device), resumed_from=str(resume) if resume else None,
     )
     artifacts.write_yaml(out / layout.CONFIG_YAML, saved_cfg)
@@ -321,13 +323,14 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
     step, data = build_step(cfg, comp, accelerator, data, speed)
     state = resume_from(step, resume) if resume is not None else FoldState()
     if main:
-        write_start(cfg, fold, accelerator, inputs, state, resume, speed)
+        write_start(cfg, fold, accelerator, inputs, state, resume, speed,
+                    weights=step.weights.as_json() if step.weights else None)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
         pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
         say(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
-        say(f"speed: {speed}")
+        say(f"speed: {speed}", f"model: {cfg.model.name}, {step.weights or 'random initial weights'}")
         if note := resize_note(cfg):
             say(note)
 

@@ -1,4 +1,4 @@
-"""Models from timm. Nothing is downloaded: weights come from a local file or not at all."""
+"""Models from timm. Nothing is downloaded: weights come from a local file (verified) or not at all."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from podium.config import Config
 from podium.config.sections import ModelConfig
 from podium.errors import PodiumError
+from podium.train.weights import Loaded, load_weights
 
 
 def check_name(name: str) -> None:
@@ -22,27 +23,29 @@ def check_name(name: str) -> None:
 
 
 def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
-    """A timm model with `num_outputs` logits; from cfg.pretrained_file when one is named.
+    """A timm model with `num_outputs` logits, from cfg.pretrained_file when one is named."""
+    return build_model(cfg, num_outputs)[0]
 
-    timm's pretrained_cfg_overlay=dict(file=...) loads the local file in place of a hub download
-    (what an offline Kaggle kernel needs) and drops the classifier when its size differs.
-    """
+
+def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Loaded | None]:
+    """(the model, what its weights were loaded from): a timm model with `num_outputs` logits,
+    filled from cfg.pretrained_file when one is named, every tensor verified (train/weights.py)."""
     check_name(cfg.name)
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
         kwargs["drop_path_rate"] = cfg.drop_path_rate
-    if cfg.pretrained_file:
-        path = Path(cfg.pretrained_file)
-        if not path.is_file():
-            raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path.resolve())})
+    path = Path(cfg.pretrained_file) if cfg.pretrained_file else None
+    if path is not None and not path.is_file():
+        raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
     try:
-        return timm.create_model(cfg.name, **kwargs)
+        model = timm.create_model(cfg.name, **kwargs)
     except TypeError as exc:
         if "drop_path_rate" in kwargs and "drop_path_rate" in str(exc):
             raise PodiumError(f"config key 'model.drop_path_rate': timm's {cfg.name} has no drop path "
                               "(stochastic depth); set it to 0") from None
         raise
+    loaded = load_weights(model, path, cfg.name, remap=cfg.pretrained_remap) if path is not None else None
+    return model, loaded
 
 
 @cache

@@ -1,0 +1,147 @@
+"""Pretrained weights, verified: every tensor of the model but a replaced classifier comes from
+the file (compared tensor by tensor), a file under other names is refused in one line, or mapped
+by order with model.pretrained_remap, and a file that does not fit is refused before training."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from podium.config.sections import ModelConfig
+from podium.errors import PodiumError
+from podium.train.models import build_model
+from podium.train.weights import classifier_keys
+
+from conftest import podium, tiny_config, write_competition, write_config
+
+NAME = "test_efficientnet"
+
+
+def _source(num_classes: int = 1000) -> dict[str, torch.Tensor]:
+    torch.manual_seed(123)
+    model, _ = build_model(ModelConfig(name=NAME), num_classes)
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def _save(tensors: dict, path):
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def _foreign(tensors: dict) -> dict:
+    """The same tensors in the same order under another implementation's names."""
+    return {f"_blocks.{i}._{k.replace('.', '_')}": v for i, (k, v) in enumerate(tensors.items())}
+
+
+def _save_ordered(tensors: dict, path):
+    """A torch checkpoint: it keeps the tensors' order (a .safetensors file sorts them by name)."""
+    torch.save(tensors, path)
+    return path
+
+
+def _build(path, num_outputs: int = 7, **model):
+    torch.manual_seed(999)  # another init: equality below can only come from the file
+    return build_model(ModelConfig(name=NAME, pretrained_file=str(path), **model), num_outputs)
+
+
+def test_every_tensor_but_a_new_classifier_comes_from_the_file(tmp_path):
+    source = _source()
+    model, loaded = _build(_save(source, tmp_path / "w.safetensors"))
+    head = classifier_keys(model)
+    assert head == ["classifier.weight", "classifier.bias"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], source[k]) for k in state if k not in head)
+    assert model.get_classifier().out_features == 7
+    assert (loaded.tensors, loaded.of, loaded.classifier) == (len(state) - 2, len(state), "new")
+    assert "w.safetensors" in str(loaded) and "a new classifier" in str(loaded)
+
+
+def test_a_file_with_the_same_classes_loads_its_classifier_too(tmp_path):
+    source = _source(7)
+    model, loaded = _build(_save(source, tmp_path / "w.safetensors"))
+    assert all(torch.equal(v, source[k]) for k, v in model.state_dict().items())
+    assert (loaded.tensors, loaded.classifier) == (len(source), "loaded")
+
+
+def test_wrapped_checkpoint_with_a_ddp_prefix_loads(tmp_path):
+    source = _source()
+    path = tmp_path / "w.pth"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.items()}}, path)
+    model, loaded = _build(path)
+    assert all(torch.equal(model.state_dict()[k], source[k]) for k in source if not k.startswith("classifier"))
+    assert loaded.classifier == "new"
+
+
+def test_foreign_names_are_refused_in_one_line_then_mapped_by_order(tmp_path):
+    source = _source()
+    path = _save_ordered(_foreign(source), tmp_path / "foreign.pth")
+    with pytest.raises(PodiumError) as refused:
+        _build(path)
+    message = str(refused.value)
+    body = len(source) - 2
+    assert "\n" not in message and f"fits 0 of {body} tensors of {NAME}" in message
+    assert "model.pretrained_remap: true" in message and "_blocks.0._conv_stem_weight" in message
+
+    model, loaded = _build(path, pretrained_remap=True)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], source[k]) for k in source if not k.startswith("classifier"))
+    assert (loaded.tensors, loaded.classifier) == (body, "new")
+
+    # A .safetensors file keeps no order (its tensors are stored by name): refused, not guessed.
+    with pytest.raises(PodiumError, match="safetensors.*order"):
+        _build(_save(_foreign(source), tmp_path / "foreign.safetensors"), pretrained_remap=True)
+
+
+def test_remap_refuses_another_network(tmp_path):
+    torch.manual_seed(0)
+    other, _ = build_model(ModelConfig(name="test_resnet"), 1000)
+    path = _save_ordered(_foreign(other.state_dict()), tmp_path / "resnet.pth")
+    with pytest.raises(PodiumError, match="counts differ|another shape"):
+        _build(path, pretrained_remap=True)
+    source = _source()
+    swapped = dict(source)
+    first = next(iter(swapped))
+    swapped[first] = torch.zeros(*source[first].shape[:-1], source[first].shape[-1] + 1)
+    with pytest.raises(PodiumError, match=r"tensor 1 has another shape.*conv_stem\.weight"):
+        _build(_save_ordered(_foreign(swapped), tmp_path / "bad.pth"), pretrained_remap=True)
+
+
+def test_a_file_of_a_larger_network_or_other_shapes_is_refused(tmp_path):
+    source = _source()
+    larger = {**source, "blocks.9.0.conv.weight": torch.zeros(4, 4, 1, 1)}
+    with pytest.raises(PodiumError, match="1 more in the file.*blocks.9.0.conv.weight.*larger network"):
+        _build(_save(larger, tmp_path / "larger.safetensors"))
+    first = next(iter(source))
+    reshaped = {**source, first: torch.zeros(1, *source[first].shape[1:])}
+    with pytest.raises(PodiumError, match=r"1 of other shapes.*conv_stem\.weight"):
+        _build(_save(reshaped, tmp_path / "other.safetensors"))
+
+
+def test_make_check_refuses_foreign_weights_in_one_line_and_takes_them_remapped(tmp_path):
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    path = _save_ordered(_foreign(_source()), tmp_path / "foreign.pth")
+    cfg = tiny_config(data, tmp_path / "runs", model={"name": NAME, "pretrained_file": str(path)})
+    config = write_config(cfg, tmp_path / "t.yaml")
+    out = podium("check", "--config", str(config))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "model.pretrained_remap" in out.stderr and not (tmp_path / "runs" / "t").exists()
+    ok_run = podium("check", "--config", str(config), "model.pretrained_remap=true")
+    assert ok_run.returncode == 0, ok_run.stderr[-2000:]
+
+
+@pytest.mark.slow  # trains a fold in a subprocess
+def test_a_fold_says_and_records_what_its_weights_came_from(tmp_path):
+    import yaml
+
+    from podium import artifacts
+
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    path = _save_ordered(_foreign(_source()), tmp_path / "foreign.pth")
+    cfg = tiny_config(data, tmp_path / "runs", model={"name": NAME, "pretrained_file": str(path),
+                                                      "pretrained_remap": True})
+    out = podium("train", "--config", str(write_config(cfg, tmp_path / "t.yaml")), "--fold", "0")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    body = len(_source()) - 2
+    assert f"model: {NAME}, weights from {path} ({body} of {body + 2} tensors, a new classifier)" in out.stdout
+    saved = yaml.safe_load((tmp_path / "runs" / "t" / "fold0" / "config.yaml").read_text())["provenance"]
+    assert saved["weights"] == {"source": str(path), "file_hash": artifacts.file_hash(path),
+                                "tensors": f"{body}/{body + 2}", "classifier": "new"}
