@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from podium.config import config_hash, load_config
+from podium.config import config_from_dict, config_hash, load_config
 from podium.errors import PodiumError
 
 from conftest import REPO
@@ -151,3 +151,28 @@ def test_metrics_do_not_load_scikit_learn_with_the_config():
     code = "import sys, podium.config; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_normalization_auto_follows_the_weights_in_use():
+    """`auto`: timm's pretrained_cfg values for a model loading weights (0.5 for tf_efficientnet_lite0,
+    ImageNet's for resnet18), ImageNet's from scratch; explicit values win, each on its own."""
+    from timm.models import get_pretrained_cfg
+
+    def made(**model):
+        return config_from_dict({"model": model})
+
+    lite = get_pretrained_cfg("tf_efficientnet_lite0")
+    assert lite.mean == (0.5, 0.5, 0.5)
+    loaded = made(name="tf_efficientnet_lite0", pretrained_file="w.pth").augment
+    assert (loaded.mean, loaded.std) == (tuple(lite.mean), tuple(lite.std))
+    resnet = made(name="resnet18", pretrained_file="w.pth").augment
+    assert (resnet.mean, resnet.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    scratch = made(name="tf_efficientnet_lite0").augment
+    assert (scratch.mean, scratch.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    mixed = config_from_dict({"model": {"name": "tf_efficientnet_lite0", "pretrained_file": "w.pth"},
+                              "augment": {"mean": [0.1, 0.2, 0.3]}}).augment
+    assert (mixed.mean, mixed.std) == ((0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+    # The bundle's config: the saved (resolved) one without the weights file keeps the weights' values.
+    tree = made(name="tf_efficientnet_lite0", pretrained_file="w.pth").model_dump(mode="json")
+    tree["model"]["pretrained_file"] = None
+    assert config_from_dict(tree).augment.mean == (0.5, 0.5, 0.5)

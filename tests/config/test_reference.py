@@ -26,7 +26,7 @@ def test_defaults_read_as_yaml():
     table = reference.config_table()
     for row in ("| `folds.group_column` | null |", "| `data.cache` | false |", "| `resize.enabled` | true |",
                 "| `augment.train` | [{name: Resize}] |", "| `scheduler.lr_min` | 1e-5 |",
-                "| `augment.mean` | [0.485, 0.456, 0.406] |", "| `train.lr` | 0.002 |", "| `data.dir` | data/demo |"):
+                "| `augment.mean` | auto |", "| `train.lr` | 0.002 |", "| `data.dir` | data/demo |"):
         assert row in table
 
 

@@ -44,7 +44,7 @@ def test_loader_ships_uint8_and_normalizing_on_the_device_equals_albumentations(
     from podium.data.datasets import Normalize
     from podium.data.images import read_rgb
 
-    aug = AugmentConfig(valid=[{"name": "Resize"}])
+    aug = AugmentConfig(valid=[{"name": "Resize"}], mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     paths = sorted((competition / "train").glob("*.png"))[:4]
     ds = ImageDataset(paths, None, aug.valid, 20, 0, "augment.valid", augment_seed=False)
     batch = torch.stack([ds[i][0] for i in range(len(paths))])

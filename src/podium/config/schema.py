@@ -43,6 +43,22 @@ ADDED_KEYS: dict[str, object] = {
 MetricName = Literal[tuple(METRICS)]
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def weights_normalization(model_name: str, pretrained: bool) -> tuple[tuple, tuple]:
+    """(mean, std) the input is normalized with: the weights' own when pretrained weights are loaded
+    (timm's pretrained_cfg for the model; ImageNet's when timm has none), ImageNet's from scratch."""
+    if not pretrained:
+        return IMAGENET_MEAN, IMAGENET_STD
+    from timm.models import get_pretrained_cfg  # imported only for a config that loads weights
+
+    found = get_pretrained_cfg(model_name)
+    if found is None or not found.mean or not found.std:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(found.mean), tuple(found.std)
+
+
 class Config(Section):
     experiment: str = Field("default", description=(
         "the run folder's name; the config file's stem unless the file sets it "
@@ -72,6 +88,24 @@ class Config(Section):
     log_with: Literal["tensorboard", "wandb"] | None = Field(None, description=(
         "`tensorboard` or `wandb`: log every epoch through accelerate's trackers (under "
         "`<run>/logs/`); needs that package installed"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalization_from_the_weights(cls, data):
+        """augment.mean/std `auto` made concrete, so the config a fold saves (and its hash) holds
+        the values it trained with: the weights' own with model.pretrained_file, else ImageNet's."""
+        if not isinstance(data, dict):
+            return data
+        augment, model = data.get("augment") or {}, data.get("model") or {}
+        if not isinstance(augment, dict) or not isinstance(model, dict):
+            return data
+        wanted = [key for key in ("mean", "std") if augment.get(key, "auto") == "auto"]
+        if not wanted:
+            return data
+        name = model.get("name", ModelConfig.model_fields["name"].default)
+        mean, std = weights_normalization(str(name), bool(model.get("pretrained_file")))
+        resolved = {"mean": mean, "std": std}
+        return {**data, "augment": {**augment, **{key: resolved[key] for key in wanted}}}
 
     @model_validator(mode="after")
     def _task_fits(self):

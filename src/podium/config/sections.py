@@ -275,10 +275,13 @@ class AugmentConfig(Section):
     valid: list[dict[str, Any]] = Field([{"name": "Resize"}], description=(
         "validation and test pipeline, as `augment.train`"))
     # Normalization runs on the device: the workers ship uint8, a quarter of float32's bytes.
-    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description=(
-        "per-channel normalization mean (ImageNet's), applied on the device"))
-    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description=(
-        "per-channel normalization standard deviation (ImageNet's), applied on the device"))
+    # `auto` is resolved when the whole config is made (Config): it depends on model.* too.
+    mean: tuple[float, float, float] | Literal["auto"] = Field("auto", description=(
+        "per-channel normalization mean, applied on the device; `auto`: the pretrained weights' own "
+        "(timm's pretrained_cfg for `model.name`, e.g. 0.5 for the tf_* EfficientNets) when "
+        "`model.pretrained_file` is set, ImageNet's (0.485, 0.456, 0.406) when training from scratch"))
+    std: tuple[float, float, float] | Literal["auto"] = Field("auto", description=(
+        "per-channel normalization standard deviation, as `augment.mean` (ImageNet's: 0.229, 0.224, 0.225)"))
 
     @field_validator("train", "valid")
     @classmethod

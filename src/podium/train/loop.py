@@ -330,7 +330,8 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         say(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
-        say(f"speed: {speed}", f"model: {cfg.model.name}, {step.weights or 'random initial weights'}")
+        say(f"speed: {speed}", f"model: {cfg.model.name}, {step.weights or 'random initial weights'}; "
+                               f"input normalized with mean {list(cfg.augment.mean)}, std {list(cfg.augment.std)}")
         if note := resize_note(cfg):
             say(note)
 
