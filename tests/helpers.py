@@ -1,9 +1,11 @@
-"""Finished runs made of random fold files, recorded as trained the way training records them:
-for the tests of the stages that read trained folds (oof, submit, blend, teachers, staleness)
-without training anything."""
+"""Finished runs made of random fold files, recorded as trained the way training records them
+(for the tests of the stages that read trained folds without training anything), and a
+Hugging Face hub cache holding weights, as a download would leave it."""
 
 import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import save_file
 
 from podium import artifacts
 from podium.runs import layout
@@ -45,3 +47,16 @@ def fake_experiment(cfg, seed: int, cols=("a", "b", "c")):
     artifacts.write_yaml(layout.fold_dir(cfg, 0) / layout.CONFIG_YAML, cfg.model_dump(mode="json"))
     run_oof(cfg, show=False)
     return cfg
+
+
+def write_hub_cache(home, repo: str, tensors: dict[str, torch.Tensor]):
+    """huggingface_hub's cache under HF_HOME=`home` holding `tensors` as `repo`'s model.safetensors:
+    refs/main naming a snapshot with the file, the layout a download leaves. Returns the file."""
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    path = folder / "snapshots" / revision / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path

@@ -94,6 +94,7 @@ RUN_FOLDER_NAMES = {"cv.json", "oof.csv", "test.csv", "folds.csv", "blend.json",
                     "history.csv", "model.safetensors", "schedule.csv", "schedule.png", "ablation.csv", "ablation.png",
                     "report.html", "meta.json", "fold0"}
 COMPETITION_DEFAULTS = {"podium.config.sections", "podium.data.demo"}  # a competition's test.csv, not a fold's
+HUB_FILES = {"podium.train.weights"}  # a hub repo's model.safetensors, named by timm and huggingface_hub
 
 
 def _strings(path: Path) -> list[str]:
@@ -108,5 +109,5 @@ def _strings(path: Path) -> list[str]:
 
 def test_run_folder_file_names_are_spelled_in_the_layout_only():
     spelled = {name: sorted(set(_strings(path)) & RUN_FOLDER_NAMES) for name, path in _modules().items()
-               if name not in ("podium.runs.layout", *COMPETITION_DEFAULTS)}
+               if name not in ("podium.runs.layout", *COMPETITION_DEFAULTS, *HUB_FILES)}
     assert {m: f for m, f in spelled.items() if f} == {}

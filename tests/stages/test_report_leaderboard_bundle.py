@@ -1,5 +1,6 @@
 """Living with podium: report, leaderboard, and an offline bundle that reproduces the submission."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,31 +15,38 @@ from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from podium.config import load_config
+from podium.config.sections import ModelConfig
 from podium.data.datasets import ImageDataset, Normalize
 from podium.predict.kernel import _DecodeForSize
 from podium.stages.leaderboard import leaderboard
 from podium.train.models import create_model
 
 from conftest import ok, podium, write_competition
+from helpers import write_hub_cache
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A binary competition (scored by AUC, so the submission holds probabilities), two folds."""
+    """A binary competition (scored by AUC, so the submission holds probabilities), two folds
+    fine-tuned from timm's hub weights (read offline from a hub cache made here)."""
     tmp = tmp_path_factory.mktemp("day")
+    torch.manual_seed(5)
+    weights = create_model(ModelConfig(name="test_efficientnet"), 1000).state_dict()
+    write_hub_cache(tmp / "hf", "timm/test_efficientnet.r160_in1k", weights)
+    hub = {"HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "1"}
     comp, _ = write_competition(tmp / "comp", n_train=60, n_test=20, classes=(0, 1), target="target")
     config = tmp / "bin_v1.yaml"
     config.write_text(yaml.safe_dump({
         "runs_dir": str(tmp / "runs"), "submissions_dir": str(tmp / "subs"),
         "data": {"dir": str(comp), "target": "target", "task": "binary", "cache": True},
-        "folds": {"n_splits": 2}, "model": {"name": "test_efficientnet"},
+        "folds": {"n_splits": 2}, "model": {"name": "test_efficientnet", "pretrained": True},
         "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0},
         "predict": {"tta_hflip": True}, "metric": "roc_auc",
     }))
     for k in (0, 1):
-        ok(podium("train", "--config", str(config), "--fold", str(k)))
-    ok(podium("oof", "--config", str(config)))
-    ok(podium("submit", "--config", str(config)))
+        assert "weights from the hub" in ok(podium("train", "--config", str(config), "--fold", str(k), env=hub))
+    ok(podium("oof", "--config", str(config), env=hub))
+    ok(podium("submit", "--config", str(config), env=hub))
     return tmp, comp, config
 
 
@@ -53,7 +61,7 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid,
                       cfg.train.image_size, cfg.seed, "augment.valid", augment_seed=False,
                       cache=_DecodeForSize(cfg.train.image_size))
-    model = create_model(cfg.model, 1).eval()
+    model = create_model(cfg.model.model_copy(update={"pretrained": False}), 1).eval()  # the fold's weights below
     model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
     with torch.no_grad():
         x = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(torch.stack([ds[i][0] for i in range(len(ds))]))
@@ -106,8 +114,10 @@ def test_bundle_predicts_the_same_submission_away_from_the_repo(trained, tmp_pat
     away = tmp_path / "kaggle_dataset"
     shutil.copytree(tmp / "runs" / "bin_v1" / "bundle", away)
     out_file = tmp_path / "submission.csv"
+    # Offline with an empty hub cache: the bundle carries the fine-tuned weights, not the hub's.
+    offline = {**os.environ, "HF_HOME": str(tmp_path / "no_hub"), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "predict.py", "--data-dir", str(comp), "--out", str(out_file)],
-                         cwd=away, capture_output=True, text=True, timeout=300)
+                         cwd=away, capture_output=True, text=True, timeout=300, env=offline)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert ".whl" in out.stdout  # podium was imported from the bundled wheel, not the repo
     ours = pd.read_csv(out_file)

@@ -2,6 +2,10 @@
 the file (compared tensor by tensor), a file under other names is refused in one line, or mapped
 by order with model.pretrained_remap, and a file that does not fit is refused before training."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -12,6 +16,7 @@ from podium.train.models import build_model
 from podium.train.weights import classifier_keys
 
 from conftest import podium, tiny_config, write_competition, write_config
+from helpers import write_hub_cache
 
 NAME = "test_efficientnet"
 
@@ -145,3 +150,49 @@ def test_a_fold_says_and_records_what_its_weights_came_from(tmp_path):
     saved = yaml.safe_load((tmp_path / "runs" / "t" / "fold0" / "config.yaml").read_text())["provenance"]
     assert saved["weights"] == {"source": str(path), "file_hash": artifacts.file_hash(path),
                                 "tensors": f"{body}/{body + 2}", "classifier": "new"}
+
+
+PROBE = """
+import sys, torch
+from safetensors.torch import load_file
+from podium.config.sections import ModelConfig
+from podium.train.models import build_model
+model, loaded = build_model(ModelConfig(name="test_efficientnet", pretrained=True), 7)
+source = load_file(sys.argv[1])
+state = model.state_dict()
+same = [k for k in state if not k.startswith("classifier") and torch.equal(state[k], source[k])]
+print(len(same), len(state), loaded)
+"""
+
+
+def test_hub_weights_load_offline_from_the_cache_and_are_refused_when_not_cached(tmp_path):
+    source = _source()
+    home = tmp_path / "hf"
+    snapshot = write_hub_cache(home, "timm/test_efficientnet.r160_in1k", source)
+    env = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", PROBE, str(snapshot)], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    same, total, said = out.stdout.split(" ", 2)
+    assert (int(same), int(total)) == (len(source) - 2, len(source))  # every tensor but the new head
+    assert said.strip() == (f"weights from the hub (timm/test_efficientnet.r160_in1k) ({len(source) - 2} of "
+                            f"{len(source)} tensors, a new classifier)")
+
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    cfg = tiny_config(data, tmp_path / "runs", model={"name": NAME, "pretrained": True})
+    config = write_config(cfg, tmp_path / "t.yaml")
+    assert podium("check", "--config", str(config), env=env).returncode == 0
+    empty = podium("check", "--config", str(config), env={**env, "HF_HOME": str(tmp_path / "empty")})
+    assert empty.returncode == 2 and empty.stderr.count("\n") == 1, empty.stderr
+    for part in ("model.pretrained", "timm/test_efficientnet.r160_in1k", str(tmp_path / "empty"),
+                 "model.pretrained_file", "fetch it once with network"):
+        assert part in empty.stderr, part
+
+
+def test_pretrained_and_a_file_together_are_a_config_error():
+    from podium.config import config_from_dict
+
+    with pytest.raises(PodiumError, match="model.pretrained and model.pretrained_file both name weights"):
+        config_from_dict({"model": {"pretrained": True, "pretrained_file": "w.pth"}})
+    with pytest.raises(PodiumError, match="pretrained_remap .*needs model.pretrained_file"):
+        config_from_dict({"model": {"pretrained_remap": True}})

@@ -37,6 +37,7 @@ from podium.evaluate.metrics import METRICS
 # not belong here.
 ADDED_KEYS: dict[str, object] = {
     "model.pretrained_remap": False,
+    "model.pretrained": False,
 }
 
 # The names come from metrics.METRICS alone: a metric added there is accepted here.
@@ -93,7 +94,8 @@ class Config(Section):
     @classmethod
     def _normalization_from_the_weights(cls, data):
         """augment.mean/std `auto` made concrete, so the config a fold saves (and its hash) holds
-        the values it trained with: the weights' own with model.pretrained_file, else ImageNet's."""
+        the values it trained with: the weights' own with model.pretrained or pretrained_file, else
+        ImageNet's."""
         if not isinstance(data, dict):
             return data
         augment, model = data.get("augment") or {}, data.get("model") or {}
@@ -103,7 +105,7 @@ class Config(Section):
         if not wanted:
             return data
         name = model.get("name", ModelConfig.model_fields["name"].default)
-        mean, std = weights_normalization(str(name), bool(model.get("pretrained_file")))
+        mean, std = weights_normalization(str(name), bool(model.get("pretrained_file") or model.get("pretrained")))
         resolved = {"mean": mean, "std": std}
         return {**data, "augment": {**augment, **{key: resolved[key] for key in wanted}}}
 

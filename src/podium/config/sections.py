@@ -120,6 +120,10 @@ class FoldsConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("resnet18", description="any timm model name")
+    pretrained: bool = Field(False, description=(
+        "timm's pretrained weights for `model.name` (`timm.create_model(..., pretrained=True)`), fetched once "
+        "from the Hugging Face hub into huggingface_hub's cache (under HF_HOME) and read from there after, "
+        "offline too (HF_HUB_OFFLINE=1); verified like `pretrained_file`, which it excludes"))
     pretrained_file: str | None = Field(None, description=(
         "local weights (safetensors, .pth, .bin; a `state_dict` or `model` wrapper and a `module.` prefix are "
         "taken off) for the model; every tensor but a classifier of other classes must load from it, or "
@@ -134,6 +138,15 @@ class ModelConfig(Section):
         "stochastic depth: the chance that the last residual block is skipped in a training step, ramped up "
         "from 0 at the first block (timm's); 0.1-0.2 is common when fine-tuning, more for long runs and large "
         "models; 0 turns it off. Refused for a model without drop path"))
+
+    @model_validator(mode="after")
+    def _one_source_of_weights(self):
+        if self.pretrained and self.pretrained_file:
+            raise ValueError("model.pretrained and model.pretrained_file both name weights; keep one "
+                             "(pretrained: the hub's, pretrained_file: a local file)")
+        if self.pretrained_remap and not self.pretrained_file:
+            raise ValueError("model.pretrained_remap maps a local file's tensors; it needs model.pretrained_file")
+        return self
 
 
 class TrainConfig(Section):

@@ -26,7 +26,8 @@ def lr_scale_range(cfg: Config, comp: Competition) -> tuple[float, float]:
     `train.layer_decay` is set; then those of timm's layer groups, from the model built on the CPU."""
     if cfg.train.layer_decay is None:
         return 1.0, 1.0
-    model = create_model(cfg.model, comp.num_outputs)
+    # The groups depend on the architecture alone: no weights are loaded (or fetched) for them.
+    model = create_model(cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None}), comp.num_outputs)
     check_fine_tuning(model, cfg)
     scales = [group["lr_scale"] for group in build_optimizer(model, cfg).param_groups]
     return min(scales), max(scales)

@@ -1,4 +1,5 @@
-"""Models from timm. Nothing is downloaded: weights come from a local file (verified) or not at all."""
+"""Models from timm, from scratch or with verified pretrained weights: a local file, or timm's hub
+weights through huggingface_hub's cache (fetched once, offline after)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from podium.config import Config
 from podium.config.sections import ModelConfig
 from podium.errors import PodiumError
-from podium.train.weights import Loaded, load_weights
+from podium.train.weights import Loaded, check_hub, load_weights, verify_hub_load
 
 
 def check_name(name: str) -> None:
@@ -29,7 +30,7 @@ def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
 
 def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Loaded | None]:
     """(the model, what its weights were loaded from): a timm model with `num_outputs` logits,
-    filled from cfg.pretrained_file when one is named, every tensor verified (train/weights.py)."""
+    filled from the hub (cfg.pretrained) or cfg.pretrained_file, every tensor verified (train/weights.py)."""
     check_name(cfg.name)
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
@@ -37,13 +38,16 @@ def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Lo
     path = Path(cfg.pretrained_file) if cfg.pretrained_file else None
     if path is not None and not path.is_file():
         raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
+    repo = check_hub(cfg.name) if cfg.pretrained else None  # offline and not cached: refused before building
     try:
-        model = timm.create_model(cfg.name, **kwargs)
+        model = timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
     except TypeError as exc:
         if "drop_path_rate" in kwargs and "drop_path_rate" in str(exc):
             raise PodiumError(f"config key 'model.drop_path_rate': timm's {cfg.name} has no drop path "
                               "(stochastic depth); set it to 0") from None
         raise
+    if repo is not None:
+        return model, verify_hub_load(model, repo, cfg.name)
     loaded = load_weights(model, path, cfg.name, remap=cfg.pretrained_remap) if path is not None else None
     return model, loaded
 

@@ -10,11 +10,12 @@ counterpart one for one.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from timm.models import load_state_dict
+from timm.models import get_pretrained_cfg, load_state_dict
 
 from podium import artifacts
 from podium.errors import PodiumError
@@ -150,3 +151,60 @@ def load_weights(model: torch.nn.Module, path: Path, name: str, *, remap: bool,
     if left or result.unexpected_keys:  # cannot happen after the matching above: a guard, not a path
         raise PodiumError(f"config key '{key}': {path} left {left[:SHOWN]} of {name} unloaded")
     return Loaded(str(path), artifacts.file_hash(path), len(chosen), len(model.state_dict()), classifier)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub: timm's weights for a model name, through huggingface_hub's cache.
+
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a hub repo, in this order
+
+
+def hub_repo(name: str) -> str:
+    """The Hugging Face hub repo of timm's default weights for model `name` (e.g. timm/resnet18.a1_in1k)."""
+    found = get_pretrained_cfg(name)
+    if found is None or not found.hf_hub_id:
+        raise PodiumError(f"config key 'model.pretrained': timm has no hub weights for {name}; name a local file "
+                          "in model.pretrained_file instead")
+    return found.hf_hub_id
+
+
+def cached_hub_file(repo: str) -> Path | None:
+    """The weights file of `repo` in huggingface_hub's cache, or None when it was never fetched."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in HUB_FILES:
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def check_hub(name: str) -> str:
+    """The hub repo of `name`'s weights; refused in one line when the hub is off (HF_HUB_OFFLINE) and
+    the weights are not in the cache, before anything is built."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo = hub_repo(name)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline and cached_hub_file(repo) is None:
+        raise PodiumError(f"config key 'model.pretrained': {repo} is not in the hub cache ({HF_HUB_CACHE}) and "
+                          "HF_HUB_OFFLINE is set: fetch it once with network (make check does), or name a local "
+                          "weights file in model.pretrained_file")
+    return repo
+
+
+def verify_hub_load(model: torch.nn.Module, repo: str, name: str) -> Loaded:
+    """After timm filled `model` from the hub: every tensor but a replaced classifier equals the
+    cached file's tensor of its name, or a one-line refusal."""
+    path = cached_hub_file(repo)
+    if path is None:  # timm loaded from elsewhere (a URL): nothing to compare against
+        raise PodiumError(f"config key 'model.pretrained': timm loaded {name} without a file in the hub cache "
+                          f"for {repo}; name a local weights file in model.pretrained_file instead")
+    chosen, classifier = match_by_name(model, read_weights(path, "model.pretrained"), path, name,
+                                       "model.pretrained")
+    own = model.state_dict()
+    differ = [k for k, v in chosen.items() if not torch.equal(own[k], v.to(own[k].dtype))]
+    if differ:
+        raise PodiumError(f"config key 'model.pretrained': {len(differ)} of {len(chosen)} tensors of {name} "
+                          f"differ from {path} after loading (first: {', '.join(differ[:SHOWN])})")
+    return Loaded(f"the hub ({repo})", artifacts.file_hash(path), len(chosen), len(own), classifier)
