@@ -40,7 +40,10 @@ def trained(tmp_path_factory):
         "runs_dir": str(tmp / "runs"), "submissions_dir": str(tmp / "subs"),
         "data": {"dir": str(comp), "target": "target", "task": "binary", "cache": True},
         "folds": {"n_splits": 2}, "model": {"name": "test_efficientnet", "pretrained": True},
-        "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0},
+        # float32 throughout: the epoch scores are compared with a float32 forward pass below, and
+        # `auto` precision would pick bf16 on a CPU that times it faster.
+        "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0, "precision": "no",
+                  "channels_last": "off"},
         "predict": {"tta_hflip": True}, "metric": "roc_auc",
     }))
     for k in (0, 1):
