@@ -111,11 +111,11 @@ blend: $(VENV)/.installed  ## EXPS="a b" NAME=x [METHOD=weights|mean|rank]: runs
 bench: $(VENV)/.installed  ## loader, step and progressive-resizing speed figures (runs/bench.json)
 	$(PY) benchmarks/bench.py
 
-test: $(VENV)/.installed  ## the whole test suite, CPU only (about 12 minutes on 2 cores)
+test: $(VENV)/.installed  ## the whole test suite, CPU only (about 17 minutes on 2 cores)
 	$(PY) -m pytest -q
 
 # Slow tests (training subprocesses, several epochs) carry @pytest.mark.slow; see pyproject.toml.
-test-fast: $(VENV)/.installed  ## the tests not marked slow (about 2 minutes)
+test-fast: $(VENV)/.installed  ## the tests not marked slow (about 3 minutes)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed  ## ruff check src tests benchmarks (rules in pyproject.toml)
