@@ -87,18 +87,17 @@ def match_by_name(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path
     head_fits = bool(head) and all(k in tensors and tensors[k].shape == own[k].shape for k in head)
     wanted = [k for k in own if head_fits or k not in head]
     fits = [k for k in wanted if k in tensors and tensors[k].shape == own[k].shape]
+    spare = [k for k in tensors if k not in own]  # in the file, not in the model
     if len(fits) < len(wanted):
         missing = [k for k in wanted if k not in tensors]
         other_shape = [f"{k} {_shape(own[k])} (file {_shape(tensors[k])})" for k in wanted
                        if k in tensors and tensors[k].shape != own[k].shape]
-        spare = [k for k in tensors if k not in own]
         why = (f"{len(other_shape)} of other shapes" if other_shape and not missing
                else f"{len(missing)} not in the file by name")
         hint = ("another network, or a checkpoint of another size" if other_shape and not missing else
                 "set model.pretrained_remap: true when the file is the same network under other names "
                 "(its tensors mapped by order, shapes checked one for one)")
         raise _refuse(key, path, name, len(fits), len(wanted), other_shape or missing, spare, why, hint)
-    spare = [k for k in tensors if k not in own]
     if spare:  # e.g. a resnet34 file for a resnet18: every name fits, the extra blocks would be dropped
         raise _refuse(key, path, name, len(fits), len(wanted), [], spare, f"{len(spare)} more in the file",
                       "these weights are of a larger network than model.name")
