@@ -1,6 +1,11 @@
 """What `auto` precision and memory format become on a CPU: measured once, kept, and never let
 into the scores (the OOF and test predictions are made in float32)."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +20,11 @@ from podium.train.precision import choose, resolve
 from conftest import tiny_config, write_competition
 
 
+def _auto(tmp_path):
+    return tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"},
+                       train={"batch_size": 8, "precision": "auto", "channels_last": "auto"})
+
+
 def test_a_faster_setting_must_beat_float32_by_the_margin():
     plain, fast = ("no", False), ("bf16", True)
     assert choose({plain: 100.0, fast: 109.0, ("no", True): 104.0}) == plain  # a tie is noise
@@ -24,8 +34,8 @@ def test_a_faster_setting_must_beat_float32_by_the_margin():
 
 
 def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_path, monkeypatch):
-    cfg = tiny_config(tmp_path, tmp_path / "runs", model={"name": "test_resnet"},
-                      train={"batch_size": 8, "precision": "auto", "channels_last": "auto"})
+    cfg = _auto(tmp_path)
+    monkeypatch.setattr(precision, "BUSY_SHARE", float("inf"))  # the load on the test machine is not the point
     timed = []
     real = precision.measure
 
@@ -42,10 +52,56 @@ def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_pat
 
     again = resolve(cfg, 3)  # another fold, or a resumed one: the same choice, nothing timed
     assert len(timed) == 1 and (again.precision, again.channels_last) == (first.precision, first.channels_last)
-    assert again.why == f"{first.why}; kept in {layout.speed_cache(cfg)}"
+    assert first.why.endswith(f"; kept in {layout.speed_cache(cfg)}")
+    assert again.why.startswith(f"from {layout.speed_cache(cfg)}, measured on this CPU ")
+    assert again.why.endswith(first.why.removeprefix("measured on this CPU: ").split(";")[0])  # the same rates
     bigger = cfg.model_copy(update={"train": cfg.train.model_copy(update={"image_size": 24})})
     resolve(bigger, 3)  # another size is other work: timed again
     assert len(timed) == 2
+
+
+@pytest.fixture
+def busy_cores():
+    """Other processes spinning, one per core this process may use, each running before the test goes on."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(len(os.sched_getaffinity(0)))]
+    deadline = time.time() + 20
+    while time.time() < deadline and min(_cpu_seconds(s.pid) for s in spinners) < 0.2:
+        time.sleep(0.05)
+    yield spinners
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the CPU's load is read from Linux's /proc/stat")
+def test_a_timing_taken_while_other_processes_spin_is_used_but_not_kept(tmp_path, busy_cores):
+    cfg = _auto(tmp_path)
+    # the load measure itself, against a known load: every core spinning while this process sleeps
+    _, share = precision.timed_alone(lambda: time.sleep(1.0))
+    assert share == pytest.approx(1.0, abs=0.15)
+    busy = resolve(cfg, 3)
+    assert "while other processes used" in busy.why and "not kept" in busy.why
+    assert not layout.speed_cache(cfg).exists()
+
+
+def test_a_kept_timing_older_than_the_installed_packages_is_timed_again(tmp_path, monkeypatch):
+    cfg = _auto(tmp_path)
+    monkeypatch.setattr(precision, "BUSY_SHARE", float("inf"))
+    first = resolve(cfg, 3)
+    assert first.why.startswith("measured on this CPU")
+    installed = precision.environment_time()
+    monkeypatch.setattr(precision, "environment_time", lambda: time.time() + 60)  # packages installed after
+    again = resolve(cfg, 3)
+    assert again.why.startswith("measured on this CPU again (the installed packages changed")
+    assert again.why.endswith("kept in " + str(layout.speed_cache(cfg)))
+    monkeypatch.setattr(precision, "environment_time", lambda: installed)
+    assert resolve(cfg, 3).why.startswith(f"from {layout.speed_cache(cfg)}")  # the new timing is kept
 
 
 def test_settings_the_config_fixes_are_not_measured(tmp_path, monkeypatch):

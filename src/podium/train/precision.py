@@ -6,15 +6,23 @@ channels_last at 128 px and in float32 at 32 px; docs/speed.md has the measured 
 CPU, `auto` times a few training steps of the fold's model at its full image size in each setting
 the CPU can run (bf16 only where the CPU computes it natively) and keeps the fastest, if it beats
 float32 in the default layout by 10% (a tie keeps float32, the exact arithmetic). The answer is
-kept in runs/.cache/speed.json, keyed by the machine, torch, model, size and batch: every fold of
-an experiment (and a resumed one) makes the same choice, and measures nothing after the first.
+kept in runs/.cache/speed.json, keyed by the machine, torch, timm, model, size and batch: every fold
+of an experiment (and a resumed one) makes the same choice, and measures nothing after the first.
+
+A timing taken while other processes kept the CPU busy ranks the settings by who got the cores,
+not by speed, so it is used for that fold but never kept; and a kept answer older than the
+installed packages (a new torch build, a reinstalled environment) is timed again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
+import sysconfig
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +37,9 @@ WARMUP, ROUNDS, MAX_BATCH = 1, 3, 16
 # float32 in the default layout is the exact reference arithmetic: another setting replaces it
 # only when clearly faster, not on a tie decided by noise (at 32 px the four are within 10%).
 MARGIN = 1.10
+# Other processes using more than this share of the cores this process can use while the settings
+# were timed: the timing is not kept (two torch jobs on one CPU slow each other several-fold).
+BUSY_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +74,15 @@ def _fixed(cfg: Config, cuda: bool) -> tuple[list[str], list[bool]]:
     return precisions, formats
 
 
+def timm_version() -> str:
+    import timm  # the model's implementation: a new timm can change its speed
+
+    return timm.__version__
+
+
 def _key(cfg: Config, num_outputs: int, batch: int) -> str:
     return (f"{platform.machine()} {platform.processor() or '?'} {torch.backends.cpu.get_cpu_capability()} "
-            f"threads={torch.get_num_threads()} torch={torch.__version__} | {cfg.model.name} "
+            f"threads={torch.get_num_threads()} torch={torch.__version__} timm={timm_version()} | {cfg.model.name} "
             f"outputs={num_outputs} size={cfg.train.image_size} batch={batch} "
             f"checkpointing={cfg.train.grad_checkpointing}")
 
@@ -106,6 +123,42 @@ def measure(cfg: Config, num_outputs: int, settings: list[tuple[str, bool]], bat
     return {k: batch / float(np.median(v)) for k, v in times.items()}
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has used since boot (Linux's /proc/stat, idle and
+    iowait left out); None where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(v) for v in fields[1:])
+    steal = rest[0] if rest else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed_alone(timing):
+    """(timing(), how busy other processes kept the CPU meanwhile, as a share of the cores this
+    process can use: 0.0 alone; None where it cannot be told)."""
+    busy0, own0, wall0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+    result = timing()
+    busy1, own1, wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter() - wall0
+    if busy0 is None or busy1 is None:
+        return result, None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    others = max(0.0, (busy1 - busy0) - (own1 - own0))
+    return result, others / (max(wall, 1e-9) * cores)
+
+
+def environment_time() -> float:
+    """When the installed packages last changed: the site-packages folder's modification time
+    (pip adds or removes a folder there for every package it installs or removes)."""
+    return Path(sysconfig.get_paths()["purelib"]).stat().st_mtime
+
+
 def _describe(rates: dict) -> str:
     return ", ".join(f"{setting_name(*setting)} {rate:.0f}"
                      for setting, rate in sorted(rates.items(), key=lambda kv: -kv[1])) + " img/s"
@@ -134,12 +187,22 @@ def resolve(cfg: Config, num_outputs: int, *, measure_cpu: bool = True) -> Speed
     key = _key(cfg, num_outputs, batch)
     path = layout.speed_cache(cfg)
     known = artifacts.read_json(path) if path.is_file() else {}
-    if key in known:
-        found = known[key]
-        return Speed(found["precision"], found["channels_last"], f"{found['why']}; kept in {path}")
-    rates = measure(cfg, num_outputs, settings, batch)
+    found = known.get(key)
+    stale = found is not None and found.get("measured_at", 0.0) < environment_time()
+    if found is not None and not stale:
+        when = datetime.fromtimestamp(found["measured_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return Speed(found["precision"], found["channels_last"],
+                     f"from {path}, measured on this CPU {when}: {found['rates']}")
+    rates, busy = timed_alone(lambda: measure(cfg, num_outputs, settings, batch))
     precision, channels_last = choose(rates)
-    chosen = Speed(precision, channels_last, f"measured on this CPU: {_describe(rates)}")
+    again = " again (the installed packages changed since the kept timing)" if stale else ""
+    if busy is not None and busy > BUSY_SHARE:
+        return Speed(precision, channels_last,
+                     f"measured on this CPU{again} while other processes used {busy:.0%} of it: {_describe(rates)}; "
+                     "not kept, the next fold times again")
+    chosen = Speed(precision, channels_last, f"measured on this CPU{again}: {_describe(rates)}; kept in {path}")
     known = artifacts.read_json(path) if path.is_file() else {}  # another fold may have written meanwhile
-    artifacts.write_json(path, {**known, key: chosen.as_json()})
+    entry = {"precision": precision, "channels_last": channels_last, "rates": _describe(rates),
+             "measured_at": time.time()}
+    artifacts.write_json(path, {**known, key: entry})
     return chosen
