@@ -176,3 +176,36 @@ def test_normalization_auto_follows_the_weights_in_use():
     tree = made(name="tf_efficientnet_lite0", pretrained_file="w.pth").model_dump(mode="json")
     tree["model"]["pretrained_file"] = None
     assert config_from_dict(tree).augment.mean == (0.5, 0.5, 0.5)
+
+
+def test_fine_tuning_defaults_fill_only_the_keys_a_config_with_weights_leaves_out():
+    """With pretrained weights (a file or the hub) every FINE_TUNING key the config leaves out takes
+    its fine-tuning value; a key the config sets keeps it; from scratch nothing changes."""
+    from podium.config.schema import FINE_TUNING, fine_tuning_note
+
+    def value(cfg, dotted):
+        section, key = dotted.split(".")
+        return getattr(getattr(cfg, section), key)
+
+    scratch = config_from_dict({})
+    for weights in ({"pretrained_file": "w.pth"}, {"pretrained": True}):
+        tuned = config_from_dict({"model": {"name": "resnet18", **weights}})
+        for dotted, wanted in FINE_TUNING.items():
+            assert value(tuned, dotted) == wanted != value(scratch, dotted), dotted
+        assert fine_tuning_note(tuned).startswith("recipe: fine-tuning defaults (")
+        assert "set by the config" not in fine_tuning_note(tuned)
+    assert fine_tuning_note(scratch) is None
+
+    # A copied from-scratch config keeps its own recipe, and the fold's line says which keys it set.
+    copied = config_from_dict({"model": {"pretrained_file": "w.pth"}, "scheduler": {"name": "cosine_restarts"},
+                               "train": {"lr": 0.002}})
+    assert (copied.scheduler.name, copied.train.lr) == ("cosine_restarts", 0.002)
+    untouched = [d for d in FINE_TUNING if d not in ("scheduler.name", "train.lr")]
+    assert all(value(copied, d) == FINE_TUNING[d] for d in untouched)
+    assert fine_tuning_note(copied).endswith(
+        "set by the config instead: train.lr 0.002, scheduler.name cosine_restarts")
+
+    # The resolved config, saved and read again (a fold's config.yaml), is the same config.
+    tuned = config_from_dict({"model": {"pretrained_file": "w.pth"}})
+    assert config_from_dict(tuned.model_dump(mode="json")) == tuned
+    assert config_hash(config_from_dict(tuned.model_dump(mode="json"))) == config_hash(tuned)

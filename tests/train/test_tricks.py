@@ -181,6 +181,26 @@ def test_size_ramp_never_goes_below_twice_the_models_stride():
     assert [size_at(e, explicit) for e in (0, 6)] == [16, 32]
 
 
+def test_with_pretrained_weights_the_ramp_never_goes_below_the_size_they_were_trained_at():
+    """ImageNet weights learned objects at 224 px: the ramp starts there (a 384 px fine-tune ramps
+    224 -> 384), and a fine-tune at 224 px or less trains at full size throughout, saying why."""
+    def made(size, **model):
+        return config_from_dict({"model": {"name": "tf_efficientnet_lite0", **model},
+                                 "train": {"epochs": 10, "image_size": size}})
+
+    assert smallest_size(made(384)) == 64  # from scratch: the stride's floor
+    tuned = made(384, pretrained_file="w.pth")
+    assert smallest_size(tuned) == 224
+    sizes = [size_at(e, tuned) for e in range(10)]
+    assert sizes[0] == 224 and sizes[-2:] == [384, 384] and sizes == sorted(sizes)
+    assert resize_note(tuned) is None
+    small = made(192, pretrained=True)
+    assert {size_at(e, small) for e in range(10)} == {192}
+    assert "the size tf_efficientnet_lite0's pretrained weights were trained at" in resize_note(small)
+    assert smallest_size(made(192, pretrained=True).model_copy(
+        update={"resize": small.resize.model_copy(update={"min_size": 96})})) == 96  # explicit wins
+
+
 def test_best_epoch_is_chosen_among_full_size_validations_only():
     """Scores at a smaller validation size do not compare with full-size ones (progressive
     resizing validates at the training size): the first full-size epoch replaces any earlier best,

@@ -196,3 +196,42 @@ def test_pretrained_and_a_file_together_are_a_config_error():
         config_from_dict({"model": {"pretrained": True, "pretrained_file": "w.pth"}})
     with pytest.raises(PodiumError, match="pretrained_remap .*needs model.pretrained_file"):
         config_from_dict({"model": {"pretrained_remap": True}})
+
+
+def test_weights_shipped_in_a_python_package_are_found_without_importing_it(tmp_path, monkeypatch):
+    """`package:<name>/<path>` is the file inside the installed package (found by importlib's
+    finder, the package's code never run); a package that is not installed is one line naming it."""
+    package = tmp_path / "site" / "some_weights_pkg"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")  # importing it would fail
+    path = _save(_source(), package / "models" / "w.safetensors")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model, loaded = _build("package:some_weights_pkg/models/w.safetensors")
+    assert loaded.source == str(path) and loaded.tensors == len(_source()) - 2
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in _source().items() if k not in classifier_keys(model))
+    with pytest.raises(PodiumError, match=r"^config key 'model.pretrained_file': package 'no_such_weights_pkg' is "
+                                          r"not installed; pip install"):
+        _build("package:no_such_weights_pkg/models/w.pth")
+    with pytest.raises(PodiumError, match=r"^config key 'model.pretrained_file': file not found: .*models/x.pth$"):
+        _build("package:some_weights_pkg/models/x.pth")
+
+
+def test_a_new_classifier_starts_at_zero_with_head_init_zero_and_a_loaded_one_is_kept(tmp_path):
+    """head_init zero: every first prediction uniform (the loss is ln K, no random logits), the
+    pretrained body untouched; a classifier that came from the file is never reset."""
+    path = _save(_source(), tmp_path / "w.safetensors")
+    x = torch.randn(4, 3, 32, 32)
+    zero, _ = _build(path, head_init="zero")
+    zero.eval()
+    logits = zero(x)
+    assert torch.count_nonzero(logits) == 0
+    assert torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long)).item() == \
+        pytest.approx(torch.log(torch.tensor(7.0)).item())
+    timm_init, _ = _build(path, head_init="timm")
+    assert torch.count_nonzero(timm_init.eval()(x)) > 0
+    state = zero.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in _source().items() if k not in classifier_keys(zero))
+    kept, loaded = _build(path, num_outputs=1000, head_init="zero")  # the file's own classes
+    assert loaded.classifier == "loaded"
+    assert all(torch.equal(kept.state_dict()[k], _source()[k]) for k in classifier_keys(kept))

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from podium.config import Config
+from podium.config.schema import FINE_TUNING
 from podium.errors import PodiumError
 
 BEGIN = "<!-- config-table:begin (python -m podium.config.reference --write docs/configuration.md) -->"
@@ -53,9 +54,12 @@ def keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[st
 
 
 def config_table() -> str:
+    """The table; a key with a fine-tuning default (FINE_TUNING) shows it beside the plain one."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for key, default, meaning in keys():
-        cells = (f"`{key}`", _yaml(default), meaning)
+        tuned = f" (with pretrained weights: {_yaml(FINE_TUNING[key])})" if key in FINE_TUNING else ""
+        shown = _yaml(default) + tuned
+        cells = (f"`{key}`", shown, meaning)
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 

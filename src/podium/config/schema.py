@@ -38,7 +38,36 @@ from podium.evaluate.metrics import METRICS
 ADDED_KEYS: dict[str, object] = {
     "model.pretrained_remap": False,
     "model.pretrained": False,
+    "model.head_init": "timm",
 }
+
+# The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,
+# each key the config leaves out takes this value instead of its from-scratch default (a key the
+# config sets keeps the config's value). Measured on real photographs: docs/training.md,
+# "Fine-tuning pretrained weights". The from-scratch defaults work against pretrained weights: a
+# new head with timm's init sends large random gradients into the features in the first updates,
+# a high lr for every layer overwrites what the early layers know, and warm restarts raise the lr
+# again after the model has settled. (Progressive resizing keeps its defaults: with weights, its
+# floor `resize.min_size: auto` is the size they were trained at.)
+FINE_TUNING: dict[str, object] = {
+    "model.head_init": "zero",
+    "train.lr": 5e-4,
+    "train.layer_decay": 0.7,
+    "scheduler.name": "cosine",
+}
+
+
+def fine_tuning_note(cfg: Config) -> str | None:
+    """The fold's `recipe:` line with pretrained weights: which FINE_TUNING values are in force and
+    which keys the config set otherwise (a copied from-scratch config keeps its own recipe)."""
+    if not (cfg.model.pretrained or cfg.model.pretrained_file):
+        return None
+    values = {dotted: getattr(getattr(cfg, dotted.split(".")[0]), dotted.split(".")[1]) for dotted in FINE_TUNING}
+    used = [f"{k} {v}" for k, v in values.items() if v == FINE_TUNING[k]]
+    kept = [f"{k} {v}" for k, v in values.items() if v != FINE_TUNING[k]]
+    line = f"recipe: fine-tuning defaults ({', '.join(used) or 'none'})"
+    return line + (f"; set by the config instead: {', '.join(kept)}" if kept else "")
+
 
 # The names come from metrics.METRICS alone: a metric added there is accepted here.
 MetricName = Literal[tuple(METRICS)]
@@ -92,22 +121,29 @@ class Config(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _normalization_from_the_weights(cls, data):
-        """augment.mean/std `auto` made concrete, so the config a fold saves (and its hash) holds
-        the values it trained with: the weights' own with model.pretrained or pretrained_file, else
-        ImageNet's."""
-        if not isinstance(data, dict):
+    def _defaults_from_the_weights(cls, data):
+        """With pretrained weights, the FINE_TUNING values for the keys the config leaves out; and
+        augment.mean/std `auto` made concrete (the weights' own with model.pretrained or
+        pretrained_file, else ImageNet's). Resolved here, so the config a fold saves (and its hash)
+        holds the values it trained with."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(s) or {}, dict) for s in ("augment", "model")):
             return data
-        augment, model = data.get("augment") or {}, data.get("model") or {}
-        if not isinstance(augment, dict) or not isinstance(model, dict):
-            return data
+        model = data.get("model") or {}
+        pretrained = bool(model.get("pretrained_file") or model.get("pretrained"))
+        out = {**data}
+        if pretrained:
+            for dotted, value in FINE_TUNING.items():
+                section, key = dotted.split(".")
+                given = out.get(section) or {}
+                if isinstance(given, dict) and key not in given:
+                    out[section] = {**given, key: value}
+        augment = out.get("augment") or {}
         wanted = [key for key in ("mean", "std") if augment.get(key, "auto") == "auto"]
-        if not wanted:
-            return data
-        name = model.get("name", ModelConfig.model_fields["name"].default)
-        mean, std = weights_normalization(str(name), bool(model.get("pretrained_file") or model.get("pretrained")))
-        resolved = {"mean": mean, "std": std}
-        return {**data, "augment": {**augment, **{key: resolved[key] for key in wanted}}}
+        if wanted:
+            name = model.get("name", ModelConfig.model_fields["name"].default)
+            resolved = dict(zip(("mean", "std"), weights_normalization(str(name), pretrained), strict=True))
+            out["augment"] = {**augment, **{key: resolved[key] for key in wanted}}
+        return out
 
     @model_validator(mode="after")
     def _task_fits(self):

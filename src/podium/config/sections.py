@@ -126,12 +126,20 @@ class ModelConfig(Section):
         "offline too (HF_HUB_OFFLINE=1); verified like `pretrained_file`, which it excludes"))
     pretrained_file: str | None = Field(None, description=(
         "local weights (safetensors, .pth, .bin; a `state_dict` or `model` wrapper and a `module.` prefix are "
-        "taken off) for the model; every tensor but a classifier of other classes must load from it, or "
+        "taken off) for the model, a path or `package:<import name>/<path inside it>` for weights installed "
+        "as a Python package; every tensor but a classifier of other classes must load from it, or "
         "training does not start; null trains from scratch"))
     pretrained_remap: bool = Field(False, description=(
         "map `pretrained_file`'s tensors onto the model by their order, not their names: for the same "
         "network saved by another implementation (a torch .pth/.bin file: a .safetensors file keeps no order); "
         "refused unless the shapes match one for one"))
+    # Zero, as Big Transfer does (Kolesnikov et al. 2020): timm's own init of some heads (the
+    # EfficientNets', uniform in ±1/sqrt(classes)) gives a 2-class head logits of ±10 on pretrained
+    # features, and those first losses' gradients wreck the features the weights brought.
+    head_init: Literal["timm", "zero"] = Field("timm", description=(
+        "a classifier that does not come from the weights starts from timm's init (`timm`) or at zero "
+        "(`zero`: every first prediction uniform, so the first updates train the head and send no random "
+        "gradients into pretrained features); `zero` is the fine-tuning default"))
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
     # Stochastic depth (Huang et al. 2016); timm ramps the rate up block by block to this value.
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description=(
@@ -256,8 +264,10 @@ class ResizeConfig(Section):
     # "Progressive resizing").
     min_size: int | Literal["auto"] = Field("auto", description=(
         "the ramp never goes below this size; `auto`: 2 x the model's total stride (64 px for a "
-        "stride-32 ResNet), so every kernel of the last stage sees more than one pixel. With "
-        "`train.image_size` at or below it, training runs at full size throughout"))
+        "stride-32 ResNet), so every kernel of the last stage sees more than one pixel, and with pretrained "
+        "weights the size they were trained at (timm's pretrained_cfg: 224 px for most ImageNet CNNs), so "
+        "fine-tuning never shows them objects smaller than they learned. With `train.image_size` at or "
+        "below it, training runs at full size throughout"))
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -292,7 +302,8 @@ class AugmentConfig(Section):
     mean: tuple[float, float, float] | Literal["auto"] = Field("auto", description=(
         "per-channel normalization mean, applied on the device; `auto`: the pretrained weights' own "
         "(timm's pretrained_cfg for `model.name`, e.g. 0.5 for the tf_* EfficientNets) when "
-        "`model.pretrained_file` is set, ImageNet's (0.485, 0.456, 0.406) when training from scratch"))
+        "`model.pretrained` or `model.pretrained_file` loads weights, ImageNet's (0.485, 0.456, 0.406) when "
+        "training from scratch"))
     std: tuple[float, float, float] | Literal["auto"] = Field("auto", description=(
         "per-channel normalization standard deviation, as `augment.mean` (ImageNet's: 0.229, 0.224, 0.225)"))
 

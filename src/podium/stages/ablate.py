@@ -11,6 +11,7 @@ import pandas as pd
 
 from podium import artifacts
 from podium.config import Config, config_from_dict
+from podium.config.schema import FINE_TUNING
 from podium.console import say
 from podium.errors import PodiumError
 from podium.evaluate.metrics import higher_is_better, score
@@ -18,6 +19,8 @@ from podium.evaluate.plots import plot_ablation
 from podium.runs import layout
 from podium.stages.current import load_checked
 from podium.stages.train import run_train
+
+SCRATCH_RECIPE = "scratch_recipe"  # the variant with the from-scratch defaults instead of FINE_TUNING's
 
 # The one switch that turns each trick off.
 OFF = {
@@ -36,8 +39,24 @@ def _merge(tree: dict, changes: dict) -> dict:
     return out
 
 
+def scratch_recipe(cfg: Config) -> dict:
+    """With pretrained weights: the fine-tuning defaults in force (FINE_TUNING) set back to their
+    from-scratch defaults, so the ablation measures what the fine-tuning recipe is worth. Empty
+    without weights, or when the config sets every one of those keys itself."""
+    if not (cfg.model.pretrained or cfg.model.pretrained_file):
+        return {}
+    out: dict = {}
+    for dotted, value in FINE_TUNING.items():
+        section_name, key = dotted.split(".")
+        section = getattr(cfg, section_name)
+        if getattr(section, key) == value:
+            out = _merge(out, {section_name: {key: type(section).model_fields[key].default}})
+    return out
+
+
 def variants(cfg: Config) -> dict[str, Config]:
-    """{'none', 'all', 'no_<trick>' ...}: configs that differ from `cfg` only in trick switches."""
+    """{'none', 'all', 'no_<trick>' ..., and with pretrained weights 'scratch_recipe'}: configs that
+    differ from `cfg` only in trick switches (or in the fine-tuning recipe)."""
     base = cfg.model_dump(mode="json")
     base["runs_dir"] = str(cfg.run_dir / layout.ABLATION_DIR)
     changes = {"none": {}, "all": {}}
@@ -45,6 +64,8 @@ def variants(cfg: Config) -> dict[str, Config]:
         changes["none"] = _merge(changes["none"], off)
     for trick, off in OFF.items():
         changes[f"no_{trick}"] = off
+    if recipe := scratch_recipe(cfg):
+        changes[SCRATCH_RECIPE] = recipe
     return {name: config_from_dict(_merge(base, {**change, "experiment": name}))
             for name, change in changes.items()}
 
@@ -73,8 +94,9 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, *, nproc: int | No
     table = pd.DataFrame(rows)
     all_score = float(table.loc[table["variant"] == "all", "cv_mean"].iloc[0])
     sign = 1 if higher_is_better(cfg.metric) else -1
-    # What each trick is worth: the score with all five minus the score without it (positive = helps).
-    table["gain_of_trick"] = [sign * (all_score - m) if v.startswith("no_") else np.nan
+    # What each trick (and the fine-tuning recipe) is worth: the score with it minus the score
+    # without it (positive = helps).
+    table["gain_of_trick"] = [sign * (all_score - m) if v.startswith("no_") or v == SCRATCH_RECIPE else np.nan
                               for v, m in zip(table["variant"], table["cv_mean"], strict=True)]
     out = cfg.run_dir / layout.ABLATION_CSV
     artifacts.write_csv(out, table)

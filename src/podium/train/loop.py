@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from podium import artifacts
 from podium.config import Config
+from podium.config.schema import fine_tuning_note
 from podium.console import say
 from podium.data.competition import Competition, load_competition
 from podium.data.datasets import Normalize
@@ -332,8 +333,9 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
         say(f"speed: {speed}", f"model: {cfg.model.name}, {step.weights or 'random initial weights'}; "
                                f"input normalized with mean {list(cfg.augment.mean)}, std {list(cfg.augment.std)}")
-        if note := resize_note(cfg):
-            say(note)
+        for note in (fine_tuning_note(cfg), resize_note(cfg)):
+            if note:
+                say(note)
 
     ckpt_root = layout.fold_dir(cfg, fold) / layout.CHECKPOINTS
     epochs, process = cfg.train.epochs, accelerator.process_index

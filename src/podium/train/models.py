@@ -4,15 +4,16 @@ weights through huggingface_hub's cache (fetched once, offline after)."""
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import timm
 import torch
+from timm.models import get_pretrained_cfg
 
 from podium.config import Config
+from podium.config.schema import FINE_TUNING
 from podium.config.sections import ModelConfig
 from podium.errors import PodiumError
-from podium.train.weights import Loaded, check_hub, load_weights, verify_hub_load
+from podium.train.weights import Loaded, check_hub, load_weights, verify_hub_load, weights_path
 
 
 def check_name(name: str) -> None:
@@ -35,9 +36,7 @@ def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Lo
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
         kwargs["drop_path_rate"] = cfg.drop_path_rate
-    path = Path(cfg.pretrained_file) if cfg.pretrained_file else None
-    if path is not None and not path.is_file():
-        raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
+    path = weights_path(cfg.pretrained_file) if cfg.pretrained_file else None
     repo = check_hub(cfg.name) if cfg.pretrained else None  # offline and not cached: refused before building
     try:
         model = timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
@@ -47,8 +46,13 @@ def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Lo
                               "(stochastic depth); set it to 0") from None
         raise
     if repo is not None:
-        return model, verify_hub_load(model, repo, cfg.name)
-    loaded = load_weights(model, path, cfg.name, remap=cfg.pretrained_remap) if path is not None else None
+        loaded = verify_hub_load(model, repo, cfg.name)
+    else:
+        loaded = load_weights(model, path, cfg.name, remap=cfg.pretrained_remap) if path is not None else None
+    if cfg.head_init == "zero" and (loaded is None or loaded.classifier == "new"):
+        with torch.no_grad():
+            for param in head_parameters(model):
+                param.zero_()
     return model, loaded
 
 
@@ -63,6 +67,15 @@ def output_stride(name: str) -> int:
     info = getattr(model, "feature_info", None)
     # A model without feature_info: the common total stride of ImageNet CNNs.
     return int(info[-1]["reduction"]) if info else 32
+
+
+def weights_input_size(cfg: ModelConfig) -> int | None:
+    """The image size the model's pretrained weights were trained at (timm's pretrained_cfg
+    input_size: 224 for most ImageNet CNNs), or None when no weights are loaded or timm has none."""
+    if not (cfg.pretrained or cfg.pretrained_file):
+        return None
+    found = get_pretrained_cfg(cfg.name)
+    return int(found.input_size[-1]) if found is not None and found.input_size else None
 
 
 def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -83,7 +96,9 @@ def check_fine_tuning(model: torch.nn.Module, cfg: Config) -> None:
     PodiumError naming the key). Turns gradient checkpointing on in `model` when asked."""
     name, train = cfg.model.name, cfg.train
     if train.layer_decay is not None and not hasattr(model, "group_matcher"):
-        raise PodiumError(f"config key 'train.layer_decay': timm's {name} has no group_matcher, so its layers "
+        came = (" (the fine-tuning default with pretrained weights)"
+                if train.layer_decay == FINE_TUNING.get("train.layer_decay") else "")
+        raise PodiumError(f"config key 'train.layer_decay'{came}: timm's {name} has no group_matcher, so its layers "
                           "cannot be told apart; set train.layer_decay: null")
     if train.grad_checkpointing:
         try:

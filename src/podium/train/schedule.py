@@ -103,12 +103,13 @@ def size_at(epoch: int, cfg: Config) -> int:
 
 def smallest_size(cfg: Config) -> int:
     """The ramp's floor, `resize.min_size`; `auto`: twice the model's total stride, the least
-    size at which the last stage's feature map is more than one pixel across."""
+    size at which the last stage's feature map is more than one pixel across, and with pretrained
+    weights never below the size they were trained at (timm's pretrained_cfg input_size)."""
     if cfg.resize.min_size != "auto":
         return int(cfg.resize.min_size)
-    from podium.train.models import output_stride
+    from podium.train.models import output_stride, weights_input_size
 
-    return 2 * output_stride(cfg.model.name)
+    return max(2 * output_stride(cfg.model.name), weights_input_size(cfg.model) or 0)
 
 
 def resize_note(cfg: Config) -> str | None:
@@ -117,7 +118,13 @@ def resize_note(cfg: Config) -> str | None:
     r, floor = cfg.resize, smallest_size(cfg)
     if not r.enabled or r.sizes is not None or floor < cfg.train.image_size:
         return None
-    why = ("resize.min_size" if r.min_size != "auto"
-           else f"2 x {cfg.model.name}'s stride of {floor // 2}, resize.min_size: auto")
+    from podium.train.models import weights_input_size
+
+    if r.min_size != "auto":
+        why = "resize.min_size"
+    elif floor == weights_input_size(cfg.model):
+        why = f"the size {cfg.model.name}'s pretrained weights were trained at, resize.min_size: auto"
+    else:
+        why = f"2 x {cfg.model.name}'s stride of {floor // 2}, resize.min_size: auto"
     return (f"progressive resizing: no room below train.image_size={cfg.train.image_size} "
             f"(the smallest size is {floor} px: {why}); every epoch trains at full size")

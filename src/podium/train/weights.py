@@ -21,6 +21,28 @@ from podium import artifacts
 from podium.errors import PodiumError
 
 SHOWN = 3  # unmatched names shown on each side of a refusal
+PACKAGE = "package:"  # model.pretrained_file: a file inside an installed Python package
+
+
+def weights_path(spec: str) -> Path:
+    """The file `model.pretrained_file` names: a path, or `package:<import name>/<path inside it>`
+    for weights that ship as a Python package (found where pip put it; the package is not imported,
+    so none of its code runs)."""
+    if not spec.startswith(PACKAGE):
+        path = Path(spec)
+    else:
+        from importlib.util import find_spec
+
+        package, _, inside = spec.removeprefix(PACKAGE).partition("/")
+        found = find_spec(package) if package.isidentifier() else None
+        if found is None or not found.submodule_search_locations:
+            raise PodiumError(f"config key 'model.pretrained_file': package '{package}' is not installed; pip "
+                              "install the package that ships the weights (.venv/bin/pip install -e '.[weights]' "
+                              "for the ones podium's configs name)")
+        path = Path(list(found.submodule_search_locations)[0]) / inside
+    if not path.is_file():
+        raise PodiumError(f"config key 'model.pretrained_file': file not found: {path}")
+    return path
 
 
 @dataclass(frozen=True)
