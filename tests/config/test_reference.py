@@ -27,7 +27,8 @@ def test_defaults_read_as_yaml():
     for row in ("| `folds.group_column` | null |", "| `data.cache` | false |", "| `resize.enabled` | true |",
                 "| `augment.train` | [{name: Resize}] |", "| `scheduler.lr_min` | 1e-5 |",
                 "| `augment.mean` | auto |", "| `train.lr` | 0.002 (with pretrained weights: 0.0005) |",
-                "| `data.dir` | data/demo |", "| `scheduler.name` | cosine_restarts (with pretrained weights: cosine) |"):
+                "| `data.dir` | data/demo |",
+                "| `scheduler.name` | cosine_restarts (with pretrained weights: cosine) |"):
         assert row in table
 
 

@@ -131,6 +131,7 @@ def test_make_check_refuses_foreign_weights_in_one_line_and_takes_them_remapped(
     assert "model.pretrained_remap" in out.stderr and not (tmp_path / "runs" / "t").exists()
     ok_run = podium("check", "--config", str(config), "model.pretrained_remap=true")
     assert ok_run.returncode == 0, ok_run.stderr[-2000:]
+    assert "\nrecipe: fine-tuning defaults (" in ok_run.stdout  # said before any training
 
 
 @pytest.mark.slow  # trains a fold in a subprocess

@@ -63,8 +63,9 @@ def fine_tuning_note(cfg: Config) -> str | None:
     if not (cfg.model.pretrained or cfg.model.pretrained_file):
         return None
     values = {dotted: getattr(getattr(cfg, dotted.split(".")[0]), dotted.split(".")[1]) for dotted in FINE_TUNING}
-    used = [f"{k} {v}" for k, v in values.items() if v == FINE_TUNING[k]]
-    kept = [f"{k} {v}" for k, v in values.items() if v != FINE_TUNING[k]]
+    shown = {k: "null" if v is None else v for k, v in values.items()}  # as a config file writes it
+    used = [f"{k} {shown[k]}" for k, v in values.items() if v == FINE_TUNING[k]]
+    kept = [f"{k} {shown[k]}" for k, v in values.items() if v != FINE_TUNING[k]]
     line = f"recipe: fine-tuning defaults ({', '.join(used) or 'none'})"
     return line + (f"; set by the config instead: {', '.join(kept)}" if kept else "")
 

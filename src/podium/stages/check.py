@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 from podium.config import Config
+from podium.config.schema import fine_tuning_note
 from podium.console import say
 from podium.data.cache import build_cache, cache_key
 from podium.data.competition import Competition
@@ -57,3 +58,5 @@ def run_check(cfg: Config) -> None:
     outputs = f"{len(comp.prob_columns)} {what}" if what else "one value per image"
     say(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {comp.task}: {outputs}; "
         f"the submission holds {submission_kind(comp, cfg)}s in {cfg.data.sample_submission}'s shape")
+    if note := fine_tuning_note(cfg):  # what the weights change in the recipe, before any training
+        say(note)
