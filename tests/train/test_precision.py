@@ -58,6 +58,11 @@ def test_auto_times_each_setting_once_per_machine_then_reuses_the_answer(tmp_pat
     bigger = cfg.model_copy(update={"train": cfg.train.model_copy(update={"image_size": 24})})
     resolve(bigger, 3)  # another size is other work: timed again
     assert len(timed) == 2
+    # a config that fixes one half never gets a kept choice made among settings it rules out
+    for fixed in ("on", "off"):
+        half = cfg.model_copy(update={"train": cfg.train.model_copy(update={"channels_last": fixed})})
+        chosen = resolve(half, 3)
+        assert chosen.channels_last is (fixed == "on"), chosen
 
 
 @pytest.fixture

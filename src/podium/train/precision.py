@@ -184,7 +184,9 @@ def resolve(cfg: Config, num_outputs: int, *, measure_cpu: bool = True) -> Speed
     if not measure_cpu:  # nothing timed: float32 in the default layout where the config allows it
         return Speed(*(("no", False) if ("no", False) in settings else settings[0]), "not measured")
     batch = min(cfg.train.batch_size, MAX_BATCH)
-    key = _key(cfg, num_outputs, batch)
+    # The candidates are part of the key: a config that fixes one half (channels_last: off) must
+    # not be handed a choice made among settings it rules out.
+    key = f"{_key(cfg, num_outputs, batch)} | candidates={','.join(setting_name(*s) for s in settings)}"
     path = layout.speed_cache(cfg)
     known = artifacts.read_json(path) if path.is_file() else {}
     found = known.get(key)
