@@ -57,15 +57,34 @@ FINE_TUNING: dict[str, object] = {
 }
 
 
+def fine_tuning_values(cfg: Config) -> dict[str, tuple[object, bool]]:
+    """With pretrained weights: each FINE_TUNING key's value in `cfg`, and whether it is the
+    fine-tuning value (True) or one the config set otherwise; {} without weights."""
+    if not cfg.model.loads_weights:
+        return {}
+    out = {}
+    for dotted, tuned in FINE_TUNING.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        out[dotted] = (value, value == tuned)
+    return out
+
+
+def scratch_default(dotted: str) -> object:
+    """A key's from-scratch default: its section's field default."""
+    section, key = dotted.split(".")
+    return Config.model_fields[section].annotation.model_fields[key].default
+
+
 def fine_tuning_note(cfg: Config) -> str | None:
     """The fold's `recipe:` line with pretrained weights: which FINE_TUNING values are in force and
     which keys the config set otherwise (a copied from-scratch config keeps its own recipe)."""
-    if not (cfg.model.pretrained or cfg.model.pretrained_file):
+    values = fine_tuning_values(cfg)
+    if not values:
         return None
-    values = {dotted: getattr(getattr(cfg, dotted.split(".")[0]), dotted.split(".")[1]) for dotted in FINE_TUNING}
-    shown = {k: "null" if v is None else v for k, v in values.items()}  # as a config file writes it
-    used = [f"{k} {shown[k]}" for k, v in values.items() if v == FINE_TUNING[k]]
-    kept = [f"{k} {shown[k]}" for k, v in values.items() if v != FINE_TUNING[k]]
+    shown = {k: f"{k} {'null' if v is None else v}" for k, (v, _) in values.items()}  # as a config file writes it
+    used = [shown[k] for k, (_, tuned) in values.items() if tuned]
+    kept = [shown[k] for k, (_, tuned) in values.items() if not tuned]
     line = f"recipe: fine-tuning defaults ({', '.join(used) or 'none'})"
     return line + (f"; set by the config instead: {', '.join(kept)}" if kept else "")
 

@@ -147,6 +147,16 @@ class ModelConfig(Section):
         "from 0 at the first block (timm's); 0.1-0.2 is common when fine-tuning, more for long runs and large "
         "models; 0 turns it off. Refused for a model without drop path"))
 
+    @property
+    def loads_weights(self) -> bool:
+        """Pretrained weights are loaded: from the hub or a local file."""
+        return bool(self.pretrained or self.pretrained_file)
+
+    def without_weights(self) -> ModelConfig:
+        """The same architecture built from scratch (what a bundle or a shape-only use builds before
+        it loads weights of its own)."""
+        return self.model_copy(update={"pretrained": False, "pretrained_file": None, "pretrained_remap": False})
+
     @model_validator(mode="after")
     def _one_source_of_weights(self):
         if self.pretrained and self.pretrained_file:

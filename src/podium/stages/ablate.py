@@ -11,7 +11,7 @@ import pandas as pd
 
 from podium import artifacts
 from podium.config import Config, config_from_dict
-from podium.config.schema import FINE_TUNING
+from podium.config.schema import fine_tuning_values, scratch_default
 from podium.console import say
 from podium.errors import PodiumError
 from podium.evaluate.metrics import higher_is_better, score
@@ -40,17 +40,14 @@ def _merge(tree: dict, changes: dict) -> dict:
 
 
 def scratch_recipe(cfg: Config) -> dict:
-    """With pretrained weights: the fine-tuning defaults in force (FINE_TUNING) set back to their
+    """With pretrained weights: the fine-tuning defaults in force (FINE_TUNING's) set back to their
     from-scratch defaults, so the ablation measures what the fine-tuning recipe is worth. Empty
     without weights, or when the config sets every one of those keys itself."""
-    if not (cfg.model.pretrained or cfg.model.pretrained_file):
-        return {}
     out: dict = {}
-    for dotted, value in FINE_TUNING.items():
-        section_name, key = dotted.split(".")
-        section = getattr(cfg, section_name)
-        if getattr(section, key) == value:
-            out = _merge(out, {section_name: {key: type(section).model_fields[key].default}})
+    for dotted, (_, tuned) in fine_tuning_values(cfg).items():
+        if tuned:
+            section, key = dotted.split(".")
+            out = _merge(out, {section: {key: scratch_default(dotted)}})
     return out
 
 

@@ -77,8 +77,7 @@ def _competition_meta(comp) -> dict:
 def _write_experiment(cfg: Config, comp, dest: Path) -> int:
     """One experiment's part of a bundle: its config, meta.json and every fold's weights."""
     # The weights are in the bundle: the kernel needs neither a pretrained file nor the hub.
-    tree = cfg.model_dump(mode="json")
-    tree["model"].update(pretrained=False, pretrained_file=None, pretrained_remap=False)
+    tree = {**cfg.model_dump(mode="json"), "model": cfg.model.without_weights().model_dump(mode="json")}
     artifacts.write_yaml(dest / layout.BUNDLE_CONFIG, tree)
     post = read_postprocess(cfg)
     n = cfg.folds.n_splits

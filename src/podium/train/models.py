@@ -72,7 +72,7 @@ def output_stride(name: str) -> int:
 def weights_input_size(cfg: ModelConfig) -> int | None:
     """The image size the model's pretrained weights were trained at (timm's pretrained_cfg
     input_size: 224 for most ImageNet CNNs), or None when no weights are loaded or timm has none."""
-    if not (cfg.pretrained or cfg.pretrained_file):
+    if not cfg.loads_weights:
         return None
     found = get_pretrained_cfg(cfg.name)
     return int(found.input_size[-1]) if found is not None and found.input_size else None
