@@ -1,5 +1,6 @@
 """Living with podium: report, leaderboard, and an offline bundle that reproduces the submission."""
 
+import json
 import os
 import re
 import shutil
@@ -44,7 +45,8 @@ def trained(tmp_path_factory):
         # `auto` precision would pick bf16 on a CPU that times it faster.
         "train": {"epochs": 2, "batch_size": 8, "image_size": 16, "num_workers": 0, "precision": "no",
                   "channels_last": "off"},
-        "predict": {"tta_hflip": True}, "metric": "roc_auc",
+        # 16 views: the eight symmetries of the square at two sizes
+        "predict": {"tta": ["hflip", "vflip", "transpose"], "tta_scales": [1.0, 1.25]}, "metric": "roc_auc",
     }))
     for k in (0, 1):
         assert "weights from the hub" in ok(podium("train", "--config", str(config), "--fold", str(k), env=hub))
@@ -53,13 +55,21 @@ def trained(tmp_path_factory):
     return tmp, comp, config
 
 
+def _symmetries(x):
+    """The eight symmetries of the square, enumerated independently: four rotations of x and of its mirror."""
+    return [torch.rot90(y, k, dims=(-2, -1)) for y in (x, x.flip(-1)) for k in range(4)]
+
+
 @pytest.mark.slow
 def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained):
-    """Epoch scores (which pick the best epoch) skip TTA; oof.csv is the best weights with TTA."""
+    """Epoch scores (which pick the best epoch) skip TTA; oof.csv is the best weights averaged over the 16
+    views, oof_plain.csv the plain view of the same pass; make oof scores both."""
     tmp, comp, config = trained
     cfg = load_config(config, [])
     fold_dir = tmp / "runs" / "bin_v1" / "fold0"
     oof = pd.read_csv(fold_dir / "oof.csv", dtype={"id": str}).set_index("id")["target"]
+    oof_plain = pd.read_csv(fold_dir / "oof_plain.csv", dtype={"id": str}).set_index("id")["target"]
+    assert list(oof_plain.index) == list(oof.index)
     train = pd.read_csv(comp / "train.csv", dtype={"id": str}).set_index("id").loc[oof.index]
     ds = ImageDataset([comp / "train" / f"{i}.png" for i in oof.index], None, cfg.augment.valid,
                       cfg.train.image_size, cfg.seed, "augment.valid", augment_seed=False,
@@ -68,12 +78,21 @@ def test_oof_is_the_saved_weights_with_tta_and_epoch_scores_are_without(trained)
     model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
     with torch.no_grad():
         x = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(torch.stack([ds[i][0] for i in range(len(ds))]))
-        plain = torch.sigmoid(model(x)).squeeze(1).numpy()
-        flipped = torch.sigmoid(model(x.flip(3))).squeeze(1).numpy()
-    np.testing.assert_allclose(oof.to_numpy(), (plain + flipped) / 2, rtol=0, atol=1e-5)
+        big = torch.nn.functional.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+        views = [torch.sigmoid(model(v)).squeeze(1).numpy() for v in _symmetries(x) + _symmetries(big)]
+    plain = views[0]
+    np.testing.assert_allclose(oof.to_numpy(), np.mean(views, axis=0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(oof_plain.to_numpy(), plain, rtol=0, atol=1e-5)
     history = pd.read_csv(fold_dir / "history.csv")
     best = history.loc[history["roc_auc"].idxmax()]
     assert best["roc_auc"] == pytest.approx(roc_auc_score(train["target"], plain), abs=1e-9)
+    cv = json.loads((tmp / "runs" / "bin_v1" / "cv.json").read_text())
+    plain_oof = pd.concat([pd.read_csv(tmp / "runs" / "bin_v1" / f"fold{k}" / "oof_plain.csv", dtype={"id": str})
+                           for k in (0, 1)]).set_index("id")["target"]
+    truth = pd.read_csv(comp / "train.csv", dtype={"id": str}).set_index("id").loc[plain_oof.index, "target"]
+    assert cv["tta"]["views"] == 16
+    assert cv["tta"]["score_without"] == pytest.approx(roc_auc_score(truth, plain_oof), abs=1e-12)
+    assert cv["score"] == pytest.approx(cv["tta"]["score_without"] + cv["tta"]["gain"], abs=1e-12)
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     copy of the model predicts too, when it is on)."""
     from podium.data.competition import load_competition
     from podium.data.datasets import ImageDataset, Normalize
-    from podium.predict.forward import forward_probs
+    from podium.predict.forward import forward_views
     from podium.stages.check import preflight
     from podium.stages.folds import run_folds
     from podium.train.loop import train_fold
@@ -162,7 +162,7 @@ def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fres
     images = torch.stack([ds[i][0] for i in range(len(ds))])
     with torch.no_grad():
         normalized = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")(images)
-        _, probs = forward_probs(model, normalized, comp.task, tta_hflip=False)
+        probs = forward_views(model, normalized, comp.task)[1][0]
     written = layout.read_fold(cfg, 0, layout.TEST_CSV, comp.prob_columns)
     expected = layout.Predictions(comp.test[cfg.data.id_column].to_numpy(), probs.numpy()).in_order(written.ids)
     np.testing.assert_allclose(written.probs, expected, rtol=0, atol=1e-5)

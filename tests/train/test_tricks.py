@@ -207,7 +207,7 @@ def test_best_epoch_is_chosen_among_full_size_validations_only():
     however good its score was, and later smaller ones never replace a full-size best."""
     import torch
 
-    from podium.train.loop import FoldState
+    from podium.train.state import FoldState
 
     def weights(v):
         return {"w": torch.full((2,), float(v))}

@@ -39,6 +39,8 @@ ADDED_KEYS: dict[str, object] = {
     "model.pretrained_remap": False,
     "model.pretrained": False,
     "model.head_init": "timm",
+    "predict.tta": [],
+    "predict.tta_scales": [1.0],
 }
 
 # The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,

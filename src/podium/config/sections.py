@@ -327,11 +327,31 @@ class AugmentConfig(Section):
 
 
 class PredictConfig(Section):
-    tta_hflip: bool = Field(False, description=(
-        "average with the horizontally flipped image in the OOF and test predictions (the per-epoch "
-        "validation that picks the best epoch runs without it)"))
+    tta: list[Literal["hflip", "vflip", "transpose", "five_crop"]] = Field(default_factory=list, description=(
+        "test-time augmentation of the OOF and test predictions, averaged over every combination: `hflip`, "
+        "`vflip`, `transpose` (all three: the 8 symmetries of the square), `five_crop` (the 4 corners and the "
+        "centre of the image enlarged by 1/0.875). The per-epoch validation that picks the best epoch runs "
+        "without it; the OOF without it is kept beside (make oof scores both)"))
+    tta_scales: list[float] = Field(default_factory=lambda: [1.0], description=(
+        "TTA: the whole image also at these multiples of its size (e.g. [1.0, 1.15]); must hold 1.0"))
+    tta_hflip: bool = Field(False, description="shorthand for `hflip` in `predict.tta`")
     batch_size: int | None = Field(None, ge=1, description=(
         "inference batch size per process; null: 2 x `train.batch_size`"))
+
+    @field_validator("tta")
+    @classmethod
+    def _distinct_names(cls, names):
+        if len(set(names)) != len(names):
+            raise ValueError(f"names a view twice: {names}")
+        return names
+
+    @field_validator("tta_scales")
+    @classmethod
+    def _scales(cls, scales):
+        if 1.0 not in scales or any(not 0.25 <= s <= 4 for s in scales) or len(set(scales)) != len(scales):
+            raise ValueError(f"must hold 1.0 (the plain prediction is one of the views) and distinct sizes "
+                             f"between 0.25 and 4, got {scales}")
+        return scales
 
 
 class SubmissionConfig(Section):

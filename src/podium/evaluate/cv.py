@@ -20,12 +20,15 @@ from podium.data.competition import Competition
 from podium.errors import PodiumError
 from podium.evaluate.metrics import score, score_all
 from podium.evaluate.postprocess import Fitted, kind_for, score_postprocess
+from podium.predict.tta import views
 from podium.runs import layout, records
 
 
-def oof_predictions(cfg: Config, comp: Competition, folds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str = layout.OOF_CSV
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of train.csv, their OOF predictions (n, C), their fold) for the rows of `folds`, in
-    train.csv's order; each fold's file must hold exactly its rows of folds.csv."""
+    train.csv's order; each fold's file (`which`: OOF_CSV, or OOF_PLAIN_CSV for the predictions
+    without TTA) must hold exactly its rows of folds.csv."""
     id_col, cols = cfg.data.id_column, comp.prob_columns
     folds_path = layout.folds_csv(cfg)
     table = pd.read_csv(folds_path, dtype={id_col: str})
@@ -35,7 +38,7 @@ def oof_predictions(cfg: Config, comp: Competition, folds: list[int]) -> tuple[n
         raise PodiumError(f"{folds_path} does not cover {cfg.data.train_csv} exactly once; rerun make folds")
     fold_col = fold_of.loc[train_ids].to_numpy()
     rows = np.flatnonzero(np.isin(fold_col, folds))
-    parts = [layout.read_fold(cfg, k, layout.OOF_CSV, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
+    parts = [layout.read_fold(cfg, k, which, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
              for k in folds]
     joined = layout.Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.probs for p in parts]))
     return rows, joined.in_order(train_ids[rows]), fold_col[rows]
@@ -51,17 +54,26 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     caller has checked every fold is current); returns (cv.json's content, whether it was up to
     date already)."""
     n = cfg.folds.n_splits
-    paths = [layout.fold_dir(cfg, k) / layout.OOF_CSV for k in range(n)]
+    n_views = len(views(cfg.predict))
+    paths = {layout.fold_name(k): layout.fold_dir(cfg, k) / layout.OOF_CSV for k in range(n)}
+    if n_views > 1:
+        paths |= {f"{layout.fold_name(k)}/{layout.OOF_PLAIN_CSV}": layout.fold_dir(cfg, k) / layout.OOF_PLAIN_CSV
+                  for k in range(n)}
     out_json = layout.cv_json(cfg)
     kind = postprocess_kind(cfg, comp)
     inputs = {"config": config_hash(cfg, layout.training_sections(cfg)), "postprocess": kind,
               "folds": artifacts.file_hash(layout.folds_csv(cfg)),
-              **{layout.fold_name(k): artifacts.file_hash(p) for k, p in enumerate(paths)}}
+              **{name: artifacts.file_hash(p) for name, p in paths.items()}}
     if records.is_up_to_date(cfg.run_dir, layout.OOF_STAGE, inputs):
         return artifacts.read_json(out_json), True
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
     cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
+    if n_views > 1:  # the same folds' plain view, scored the same way (post-processing nested too)
+        _, plain, _ = oof_predictions(cfg, comp, list(range(n)), layout.OOF_PLAIN_CSV)
+        without, _ = score_oof(cfg, comp, plain, fold_col, kind)
+        cv["tta"] = {"views": n_views, "score_without": without["score"], "fold_scores_without": without["fold_scores"],
+                     "gain": cv["score"] - without["score"]}
     outputs = [write_oof(cfg, comp, probs, fold_col), out_json, *write_postprocess(cfg, fitted)]
     artifacts.write_json(out_json, cv)
     records.mark_done(cfg.run_dir, layout.OOF_STAGE, inputs, outputs)
@@ -134,5 +146,9 @@ def format_cv(cv: dict) -> str:
         lines.append(f"{post['kind']} fitted on the other folds for each fold (nested); without it {m} "
                      f"{post['score_without']:.5f}; fitted and scored on the same rows (in-sample, optimistic) "
                      f"{post['score_in_sample']:.5f}")
+    tta = cv.get("tta")
+    if tta is not None:
+        lines.append(f"with TTA over {tta['views']} views; without it (the plain view of the same models, scored "
+                     f"the same way) {m} {tta['score_without']:.5f}")
     others = "  ".join(f"{k} {v:.5f}" for k, v in cv["other_metrics"].items() if k != m)
     return "\n".join(lines) + f"\nother OOF metrics (no post-processing): {others}"

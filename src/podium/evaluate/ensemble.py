@@ -8,36 +8,47 @@ Three methods, as Kaggle winners blend models and seeds:
   taken within the array given: the OOF within the OOF, a test set within the test set. Ranks are not
   probabilities, so any other metric is refused; multiclass roc_auc is refused too, since it scores softmax
   rows (`metrics.score` normalises each row to sum 1, which rank rows do not).
-- `weights`: p = sum_m w_m p_m with w_m >= 0, sum w_m = 1, on the simplex grid of multiples of 1/steps,
-  fitted to optimise the metric (`metrics.higher_is_better` gives the direction). With at most MAX_GRID grid
-  points (C(steps + M - 1, M - 1): M <= 4 at steps 20) the grid is searched exhaustively; with more members by
-  hill climbing (Caruana et al. 2004, ensemble selection with replacement) then a pairwise local search.
-  Ties (scores equal to TIE_DIGITS decimals) go to the weights closest to the plain mean (squared distance),
-  then to the first found: deterministic.
+- `weights`: p = sum_m w_m p_m with w_m >= 0, sum w_m = 1, fitted to minimise a smooth proper score of the
+  blend, whatever the competition metric: the log loss for probabilities (after a temperature fitted with the
+  weights, so that a member is weighted for what it knows, not for how confident it is), the squared error for
+  a regression. Then shrunk toward equal weights: w = s/M + (1 - s) w_fit, with the share s of the plain mean
+  one of MEAN_SHARES (1: the mean, 0: the fitted weights), chosen by blends nested over the folds: a share
+  below 1 only where its proper score beats the mean's by more than GAIN_Z standard errors.
+
+Why not search the weights on the metric itself: a metric such as accuracy is a step function of the weights;
+its optimum on a few thousand rows chases ties and single images, and two equally good seeds then blend worse,
+scored honestly, than their plain mean. A smooth score has one optimum that moves little from fold to fold,
+and the significance test keeps the mean wherever fitting does not clearly pay.
 
 Blend weights fitted on the OOF and scored on the same OOF are optimistic: they have seen the rows they are
 judged on. `score_blend` scores them nested over the folds: fold k's rows are blended with weights fitted on the
-other folds' rows. The weights fitted on all rows are what a submission applies (`blend` on the members' test
+other folds' rows, shrunk by a share chosen on the other folds' rows too (each candidate share judged by a
+blend nested over those folds): the choice never sees fold k. The weights fitted on all rows, shrunk by the
+share chosen the same way on all rows, are what a submission applies (`blend` on the members' test
 predictions); the in-sample score (fitted and scored on all rows) is reported too, labelled as such. mean and
 rank fit nothing, so their nested and in-sample scores are the same figure.
 
-Pure numpy/scipy: no I/O, no torch. Every score is `metrics.score`, one call per candidate: a fit costs
-(grid points or hill-climbing moves) x one score (about 1,800 scores for 4 members at steps 20).
+Pure numpy/scipy: no I/O, no torch. A fit is a small smooth optimisation (M + 1 variables); nested over K
+folds a blend costs K (K - 1) + K + 1 fits.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 
-from podium.evaluate.metrics import higher_is_better, score
+from podium.evaluate.metrics import score
+from podium.evaluate.postprocess import EPS, T_BOUNDS, fit as fit_post
 
 METHODS = ("mean", "rank", "weights")
 RANK_METRICS = ("roc_auc",)  # metrics that only see the order of the predictions
-STEPS = 20  # weights are multiples of 1/STEPS; more steps: finer weights, slower fits, more overfitting
-MAX_GRID = 5000  # search the weight grid exhaustively up to this many points, else hill-climb
+# Candidate shares of the plain mean in the weights, most shrunk first (the order ties are broken in): the mean,
+# halfway, the fitted weights.
+MEAN_SHARES = (1.0, 0.5, 0.0)
+# Fitted weights replace the mean only where their nested blend's proper score is better by this many standard
+# errors of the per-row difference (one-sided, a false alarm in about 1 of 700 comparisons): equally good members
+# (seeds) fit weights near equal, and their nested differences from the mean are noise.
+GAIN_Z = 3.0
+MIN_FOLDS = 3  # the share is chosen on the other folds' rows by a blend nested over them: two or more folds
 TIE_DIGITS = 12  # scores equal to this many decimals are a tie (sklearn sums differ in the last bits)
 
 
@@ -135,119 +146,155 @@ def _weighted(w: np.ndarray, stacked: np.ndarray, divisor: float = 1.0) -> np.nd
 # Fitting the weights
 
 
-def grid_size(n_members: int, steps: int = STEPS) -> int:
-    """Points on the simplex grid of multiples of 1/steps for n_members weights: C(steps + M - 1, M - 1)."""
-    return math.comb(steps + n_members - 1, n_members - 1)
+def _proper_score(stacked: np.ndarray, y: np.ndarray, task: str):
+    """(f, n_vars): f(x) -> (value, gradient) of the proper score of the blend with weights x[:M] and, for
+    classification, temperature exp(x[M]): the log loss of softmax(log(p) / T) (multiclass) or of
+    sigmoid(logit(p) / T) per column (binary, multilabel: the mean over the columns, as `metrics.score`), the
+    mean squared error for a regression. Probabilities are clipped to [EPS, 1 - EPS] as the temperature's own
+    fit does; the gradient treats the clip as absent (it moves only rows already at the bounds)."""
+    m = len(stacked)
+    n = stacked.shape[1]
+    if task == "regression":
+        flat, t = stacked.reshape(m, n), np.asarray(y, dtype=np.float64).reshape(n)
+
+        def f(x):
+            r = x[:m] @ flat - t
+            return float(np.mean(r ** 2)), 2 * flat @ r / n
+        return f, m
+    if task == "multiclass":
+        rows, onehot = np.arange(n), np.eye(stacked.shape[2])[np.asarray(y, dtype=np.int64)]
+
+        def f(x):
+            p = np.clip(np.tensordot(x[:m], stacked, axes=1), EPS, 1 - EPS)
+            s, logp = np.exp(-x[m]), np.log(p)
+            z = s * logp
+            z -= z.max(axis=1, keepdims=True)
+            q = np.exp(z)
+            q /= q.sum(axis=1, keepdims=True)
+            value = float(np.mean(-np.log(np.clip(q[rows, y.astype(np.int64)], 1e-300, None))))
+            g = s * (q - onehot) / p / n
+            dw = np.tensordot(stacked, g, axes=([1, 2], [0, 1]))
+            du = -s * float(np.sum((q - onehot) * logp)) / n
+            return value, np.append(dw, du)
+        return f, m + 1
+    cols = stacked.reshape(m, n, -1)
+    target = np.asarray(y, dtype=np.float64).reshape(n, -1)
+    size = target.size
+
+    def f(x):
+        p = np.clip(np.tensordot(x[:m], cols, axes=1), EPS, 1 - EPS)
+        s, logit = np.exp(-x[m]), np.log(p) - np.log1p(-p)
+        lo = s * logit
+        value = float(np.mean(np.logaddexp(0, lo) - target * lo))
+        g = (1 / (1 + np.exp(-lo)) - target) / size
+        dw = np.tensordot(cols, g * s / (p * (1 - p)), axes=([1, 2], [0, 1]))
+        du = -s * float(np.sum(g * logit))
+        return value, np.append(dw, du)
+    return f, m + 1
 
 
-def _grid(n_members: int, steps: int):
-    """Every count vector of n_members non-negative integers summing to steps (stars and bars)."""
-    for bars in itertools.combinations(range(steps + n_members - 1), n_members - 1):
-        edges = (-1, *bars, steps + n_members - 1)
-        yield tuple(b - a - 1 for a, b in zip(edges[:-1], edges[1:], strict=True))
+def _fit(stacked: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """The weights (M,) on the simplex minimising `_proper_score` (jointly with the temperature), by SLSQP from
+    equal weights. The score is convex in the weights at a fixed temperature, so the optimum is the global one
+    up to the solver's tolerance; never worse than equal weights (kept if the solver ends above them)."""
+    from scipy.optimize import minimize
 
-
-def _objective(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, judge=None):
-    """key(counts) -> (better-is-larger score, minus squared distance to the plain mean), compared as tuples:
-    the best score, and among tied scores the weights closest to the mean. Cached; NaN scores rank last.
-    `judge(y, blended) -> predictions`: what the blend is scored after (e.g. a temperature fitted on these
-    rows), so the weights are chosen for the predictions a submission will hold."""
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    mean = 1 / len(stacked)
-    cache: dict[tuple[int, ...], tuple[float, float]] = {}
-
-    def key(counts: tuple[int, ...]) -> tuple[float, float]:
-        if counts not in cache:
-            w = np.asarray(counts, dtype=np.float64) / sum(counts)
-            blended = _weighted(w, stacked)
-            s = score(metric, y, judge(y, blended) if judge is not None else blended, task)
-            s = -np.inf if np.isnan(s) else round(sign * s, TIE_DIGITS)
-            cache[counts] = (s, -round(float(np.sum((w - mean) ** 2)), TIE_DIGITS))
-        return cache[counts]
-
-    return key
-
-
-def _rescale(counts: tuple[int, ...], steps: int) -> tuple[int, ...]:
-    """counts * steps / sum(counts), rounded to integers summing to steps (largest remainder, then lower index)."""
-    exact = np.asarray(counts, dtype=np.float64) * steps / sum(counts)
-    out = np.floor(exact).astype(np.int64)
-    order = sorted(range(len(out)), key=lambda i: (-(exact[i] - out[i]), i))
-    for i in order[:steps - int(out.sum())]:
-        out[i] += 1
-    return tuple(int(c) for c in out)
-
-
-def _hill_climb(key, n_members: int, steps: int) -> tuple[int, ...]:
-    """Caruana et al. (2004) ensemble selection with replacement, on counts: start from the best single member
-    (count 1), add one count to whichever member improves the score most, until `steps` counts or no addition
-    improves. Counts stopped short of `steps` are rescaled to the 1/steps grid (or the best single member at
-    weight 1, whichever is better). Then a local search moves one count (1/steps of weight) from one member to
-    another, the best move first, while it improves the key (score, then closeness to the mean): a strict
-    total order on a finite grid, so it ends. The result is never worse than the best single member."""
-    unit = [tuple(int(i == j) for j in range(n_members)) for i in range(n_members)]
-    counts = max(unit, key=key)
-    while sum(counts) < steps:
-        best = max((tuple(c + e for c, e in zip(counts, u, strict=True)) for u in unit), key=key)
-        if key(best)[0] <= key(counts)[0]:
-            break
-        counts = best
-    single = tuple(steps * c for c in max(unit, key=key))
-    counts = max((_rescale(counts, steps), single), key=key)
-    while True:
-        moves = [tuple(c - (k == i) + (k == j) for k, c in enumerate(counts))
-                 for i in range(n_members) if counts[i] > 0 for j in range(n_members) if j != i]
-        best = max(moves, key=key)
-        if key(best) <= key(counts):
-            return counts
-        counts = best
-
-
-def fit_weights(members, y, metric: str, task: str, steps: int = STEPS, judge=None) -> np.ndarray:
-    """The weights (M,) on the 1/steps simplex grid that optimise `metric` of the weighted mean on these rows:
-    exhaustive when the grid has at most MAX_GRID points, else hill climbing (`_hill_climb`). Ties: closest to
-    the plain mean, then the first in the grid's order (the count vectors in increasing lexicographic order)."""
-    stacked = _stack(members)
-    return _fit(stacked, np.asarray(y), metric, task, steps, judge)[0]
-
-
-def _fit(stacked: np.ndarray, y: np.ndarray, metric: str, task: str, steps: int, judge=None
-         ) -> tuple[np.ndarray, str]:
-    if steps < 1:
-        raise ValueError(f"blend steps must be a positive integer, got {steps}")
     if len(y) != stacked.shape[1]:
         raise ValueError(f"y and the blend members need one row each: {len(y)} and {stacked.shape[1]}")
-    n_members = len(stacked)
-    key = _objective(stacked, y, metric, task, judge)
-    if grid_size(n_members, steps) <= MAX_GRID:
-        counts, search = max(_grid(n_members, steps), key=key), "exhaustive"
-    else:
-        counts, search = _hill_climb(key, n_members, steps), "hill_climbing"
-    return np.asarray(counts, dtype=np.float64) / steps, search
+    m = len(stacked)
+    f, n_vars = _proper_score(stacked, np.asarray(y), task)
+    equal = np.full(m, 1 / m)
+    x0 = np.append(equal, np.zeros(n_vars - m))
+    bounds = [(0.0, 1.0)] * m + [tuple(np.log(T_BOUNDS))] * (n_vars - m)
+    grad = np.append(np.ones(m), np.zeros(n_vars - m))
+    simplex = {"type": "eq", "fun": lambda x: np.sum(x[:m]) - 1, "jac": lambda x: grad}
+    res = minimize(f, x0, jac=True, method="SLSQP", bounds=bounds, constraints=[simplex],
+                   options={"ftol": 1e-12, "maxiter": 1000})
+    w = np.clip(res.x[:m], 0.0, None)
+    w = w / w.sum() if w.sum() > 0 else equal
+    if not f(np.append(w, res.x[m:]))[0] <= f(x0)[0]:
+        return equal
+    return w
+
+
+def fit_weights(members, y, task: str) -> np.ndarray:
+    """The weights (M,) on the simplex that minimise the blend's log loss after a temperature fitted with them
+    (classification) or its squared error (regression), on these rows; not shrunk (see `score_blend`)."""
+    return _fit(_stack(members), np.asarray(y), task)
+
+
+def shrink(weights: np.ndarray, mean_share: float) -> np.ndarray:
+    """mean_share of equal weights plus the rest of `weights`: still on the simplex."""
+    w = np.asarray(weights, dtype=np.float64)
+    return mean_share / len(w) + (1 - mean_share) * w
 
 
 # ---------------------------------------------------------------------------------------------
 # Honest scoring
 
 
-def _nested(stacked, y, fold, metric, task, method, steps, judge=None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The blended OOF (each fold's rows blended with weights fitted without that fold) and the weights of each
-    fold, in sorted fold order."""
-    folds = np.unique(fold)
-    n_members = len(stacked)
-    if method != "weights":  # nothing fitted: the nested blend is the in-sample one (rank: over all OOF rows)
-        equal = np.full(n_members, 1 / n_members)
-        return blend(list(stacked), equal, method), [equal.copy() for _ in folds]
+def _row_losses(y: np.ndarray, p: np.ndarray, task: str) -> np.ndarray:
+    """Each row's proper score (n,): its log loss after a temperature fitted on these rows (classification:
+    calibration aside, as the weights were fitted), or its squared error (regression)."""
+    if task == "regression":
+        return (p.reshape(len(p)) - y.astype(np.float64)) ** 2
+    q = fit_post("temperature", y, p, "log_loss", task).apply(p)
+    q = np.clip(q, EPS, 1 - EPS)
+    if task == "multiclass":
+        return -np.log(q[np.arange(len(q)), y.astype(np.int64)])
+    t = y.reshape(len(y), -1).astype(np.float64)
+    q = q.reshape(t.shape)
+    return -np.mean(t * np.log(q) + (1 - t) * np.log1p(-q), axis=1)
+
+
+def _gain_z(base: np.ndarray, other: np.ndarray) -> float:
+    """How many standard errors `other`'s rows improve on `base`'s (paired: the mean of base - other over the
+    standard error of that mean); 0 when the two do not differ."""
+    d = base - other
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+    return 0.0 if sd == 0 else float(np.mean(d) / (sd / np.sqrt(len(d))))
+
+
+def _choose(stacked, y, fold, fits, metric, task) -> tuple[float, dict[str, dict[str, float]]]:
+    """The share of the plain mean (one of MEAN_SHARES) for these rows, from blends nested over their folds
+    (`fits`: the weights fitted without each fold). A share other than the mean's is eligible only where its
+    nested blend's proper score (`_row_losses`) beats the mean's by more than GAIN_Z standard errors; the
+    eligible share with the best mean proper score is chosen, ties to the larger share. The metric does not
+    choose: between blends this close, a metric that counts images (accuracy, F1) moves by single rows.
+    Also, per share: its nested blend's `metric`, mean proper score and gain over the mean in standard errors."""
+    table, base = {}, None
+    for share in MEAN_SHARES:
+        out = np.empty(stacked.shape[1:], dtype=np.float64)
+        for k, w in fits.items():
+            held = fold == k
+            out[held] = _weighted(shrink(w, share), stacked[:, held])
+        losses = _row_losses(y, out, task)
+        base = losses if base is None else base
+        table[share] = {"metric": score(metric, y, out, task), "proper": round(float(np.mean(losses)), TIE_DIGITS),
+                        "gain_z": _gain_z(base, losses)}
+    eligible = [s for s in MEAN_SHARES if s == 1.0 or table[s]["gain_z"] > GAIN_Z]
+    best = min(eligible, key=lambda s: table[s]["proper"])  # min keeps the first of equals: the larger share
+    return best, {str(s): v for s, v in table.items()}
+
+
+def _fits_without_each_fold(stacked, y, fold, task) -> dict:
+    return {k.item(): _fit(stacked[:, fold != k], y[fold != k], task) for k in np.unique(fold)}
+
+
+def _nested_weights(stacked, y, fold, metric, task) -> tuple[np.ndarray, list, list]:
+    """The blended OOF, each fold's rows blended with weights fitted without that fold and shrunk by the share
+    chosen without it (`_choose` over the other folds, nested among them); the weights and share of each fold."""
     out = np.empty(stacked.shape[1:], dtype=np.float64)
-    fold_weights = []
-    for k in folds:
-        held = fold == k
-        if held.all():
-            raise ValueError("nested blend weights need at least two folds")
-        w, _ = _fit(stacked[:, ~held], y[~held], metric, task, steps, judge)
-        out[held] = _weighted(w, stacked[:, held])
-        fold_weights.append(w)
-    return out, fold_weights
+    fold_weights, fold_shares = [], []
+    for k, w in _fits_without_each_fold(stacked, y, fold, task).items():
+        held, rest = fold == k, fold != k
+        inner = _fits_without_each_fold(stacked[:, rest], y[rest], fold[rest], task)
+        share, _ = _choose(stacked[:, rest], y[rest], fold[rest], inner, metric, task)
+        applied = shrink(w, share)
+        out[held] = _weighted(applied, stacked[:, held])
+        fold_weights.append(applied)
+        fold_shares.append(share)
+    return out, fold_weights, fold_shares
 
 
 def _inputs(members, y, fold, metric, task, method):
@@ -257,39 +304,54 @@ def _inputs(members, y, fold, metric, task, method):
     n = stacked.shape[1]
     if len(y) != n or len(fold) != n:
         raise ValueError(f"y, fold and the blend members need one row each: {len(y)}, {len(fold)}, {n}")
+    if len(np.unique(fold)) < 2:
+        raise ValueError("nested blend weights need at least two folds")
     return stacked, y, fold
 
 
-def score_blend(members, y, fold, metric: str, task: str, method: str = "weights", steps: int = STEPS,
-             judge=None) -> tuple[dict, np.ndarray]:
+def score_blend(members, y, fold, metric: str, task: str, method: str = "weights") -> tuple[dict, np.ndarray]:
     """(report, blended OOF). The report is JSON-ready:
-    `weights`: fitted on all rows, what a submission applies with `blend` (mean/rank: equal weights);
-    `score`, `fold_scores`: nested (every row blended with weights fitted without its fold), the honest CV
-    figure, fold scores in the order of `folds` (sorted); `fold_weights`: the weights each fold was blended with;
-    `score_in_sample`: weights fitted and scored on all rows, optimistic, for reference (mean/rank: = score);
-    `member_scores`: each member alone on all rows; `search`: 'exhaustive', 'hill_climbing' or 'none'.
-    The blended OOF is the nested one that `score` scores, in the members' shape.
-    `judge`: see `_objective`; the weights are fitted for the judged blend (every reported score is of the
-    blend itself: the caller judges the returned OOF nested, as it does an experiment's)."""
+    `weights`: what a submission applies with `blend` (mean/rank: equal weights; `weights`: fitted on all rows,
+    shrunk by `mean_share`); `fitted_weights`: before the shrinkage; `mean_share`: the share of the plain mean,
+    chosen on all rows (`_choose`); `shares`: for each candidate share, its blend nested over the folds on all
+    rows: `metric`, `proper` (the mean proper score) and `gain_z` (over the mean, in standard errors). The
+    choice was made on these rows, so the best of them is not an honest figure;
+    `score`, `fold_scores`: nested (every row blended with weights fitted, and a share chosen, without its
+    fold), the honest CV figure, fold scores in the order of `folds` (sorted); `fold_weights`,
+    `fold_mean_shares`: what each fold was blended with; `score_in_sample`: `weights` scored on all rows,
+    optimistic, for reference (mean/rank: = score); `member_scores`: each member alone on all rows;
+    `fit`: the score the weights minimise (None for mean and rank).
+    With fewer than MIN_FOLDS folds no share can be chosen without the rows it is scored on: `weights` then
+    blends as the mean (`note` says so). Every reported score is of the blend itself, before any
+    post-processing (the caller fits that nested on the returned OOF, as it does an experiment's)."""
     stacked, y, fold = _inputs(members, y, fold, metric, task, method)
-    n_members = len(stacked)
-    if method == "weights":
-        weights, search = _fit(stacked, y, metric, task, steps, judge)
-    else:
-        weights, search = np.full(n_members, 1 / n_members), "none"
-    oof, fold_weights = _nested(stacked, y, fold, metric, task, method, steps, judge)
+    equal = np.full(len(stacked), 1 / len(stacked))
     folds = np.unique(fold)
-    report = {
-        "method": method,
-        "metric": metric,
-        "search": search,
-        "steps": int(steps) if method == "weights" else None,
+    report = {"method": method, "metric": metric, "fit": None, "fitted_weights": None, "mean_share": 1.0,
+              "shares": None, "fold_mean_shares": [1.0] * len(folds), "note": None}
+    if method == "weights" and len(folds) < MIN_FOLDS:
+        report["note"] = (f"{len(folds)} folds: too few to choose the weights' shrinkage without the rows it is "
+                          f"scored on, so blended as the mean")
+    if method == "weights" and len(folds) >= MIN_FOLDS:
+        fitted = _fit(stacked, y, task)
+        share, shares = _choose(stacked, y, fold, _fits_without_each_fold(stacked, y, fold, task), metric, task)
+        weights = shrink(fitted, share)
+        oof, fold_weights, fold_shares = _nested_weights(stacked, y, fold, metric, task)
+        report |= {"fit": "squared_error" if task == "regression" else "log_loss after a temperature",
+                   "fitted_weights": [float(v) for v in fitted], "mean_share": share, "shares": shares,
+                   "fold_mean_shares": fold_shares}
+    else:  # nothing fitted: the nested blend is the in-sample one (rank: over all OOF rows)
+        weights = equal
+        oof = blend(list(stacked), equal, "rank" if method == "rank" else "mean")
+        fold_weights = [equal] * len(folds)
+    how = "rank" if method == "rank" else "weights"
+    report |= {
         "weights": [float(v) for v in weights],
         "score": score(metric, y, oof, task),
         "fold_scores": [score(metric, y[fold == k], oof[fold == k], task) for k in folds],
         "folds": [k.item() for k in folds],
         "fold_weights": [[float(v) for v in w] for w in fold_weights],
-        "score_in_sample": score(metric, y, blend(list(stacked), weights, method), task),
+        "score_in_sample": score(metric, y, blend(list(stacked), weights, how), task),
         "member_scores": [score(metric, y, p, task) for p in stacked],
     }
     return report, oof

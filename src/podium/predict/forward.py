@@ -1,4 +1,4 @@
-"""Prediction: probabilities from a model's logits, flip TTA, and one pass over a loader.
+"""Prediction: probabilities from a model's logits, averaged over TTA views, and one pass over a loader.
 
 The training loop and the offline bundle's predict.py both use this module; it does not import
 the training loop, Accelerate or the run folder.
@@ -14,6 +14,8 @@ import contextlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from podium.predict.tta import PLAIN
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -36,20 +38,21 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.T
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
 
 
-def forward_probs(model, images: torch.Tensor, task: str, *, tta_hflip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, probabilities) of a normalized batch; with TTA the probabilities are averaged
-    with those of the mirrored batch (the logits stay the plain ones, for the loss)."""
+def forward_views(model, images: torch.Tensor, task: str, views=(PLAIN,)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits of the plain view, for the loss; probabilities of each view (V, n, C)) of a normalized
+    batch. `views[0]` must be the plain view (predict.tta.views puts it first)."""
+    if views[0] != PLAIN:
+        raise ValueError(f"the first view must be the plain one, not {views[0].name}")
     logits = model(images)
-    p = probabilities(logits, task)
-    if tta_hflip:
-        p = (p + probabilities(model(images.flip(3)), task)) / 2
-    return logits, p
+    probs = [probabilities(logits, task)] + [probabilities(model(v.apply(images)), task) for v in views[1:]]
+    return logits, torch.stack(probs)
 
 
 @torch.no_grad()
-def predict(model, loader, normalize, accelerator, task: str, *, tta_hflip: bool, with_loss: bool,
+def predict(model, loader, normalize, accelerator, task: str, *, views=(PLAIN,), with_loss: bool,
             autocast: bool = True):
-    """(probabilities (n, C) in the dataset's row order, mean loss) for every row of `loader`'s dataset.
+    """(probabilities (n, C) averaged over `views`, mean loss, probabilities of the plain view (n, C)), each in
+    the dataset's row order, for every row of `loader`'s dataset. Without TTA (one view) the two are the same.
     `autocast`: in the training precision (the per-epoch validation); off: in float32.
 
     Each batch carries its row indices; gather_for_metrics drops the rows a distributed
@@ -57,19 +60,20 @@ def predict(model, loader, normalize, accelerator, task: str, *, tta_hflip: bool
     exactly once before anything is written by id.
     """
     model.eval()
-    probs, rows, losses = [], [], []
+    means, plains, rows, losses = [], [], [], []
     for images, y, idx in loader:
         with accelerator.autocast() if autocast else contextlib.nullcontext():
-            logits, p = forward_probs(model, normalize(images), task, tta_hflip=tta_hflip)
+            logits, p = forward_views(model, normalize(images), task, views)
         loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
-        p, idx, loss = accelerator.gather_for_metrics((p.contiguous(), idx, loss))
-        probs.append(p.cpu())
+        mean, plain, idx, loss = accelerator.gather_for_metrics((p.mean(dim=0).contiguous(), p[0].contiguous(), idx,
+                                                                  loss))
+        means.append(mean.cpu())
+        plains.append(plain.cpu())
         rows.append(idx.cpu())
         losses.append(loss.cpu())
-    probs_np = torch.cat(probs).numpy()
     rows_np = torch.cat(rows).numpy()
     n = len(loader.dataset)
     if len(rows_np) != n or not np.array_equal(np.sort(rows_np), np.arange(n)):
         raise RuntimeError(f"prediction gathered {len(rows_np)} rows for a dataset of {n}: not each row once")
     order = np.argsort(rows_np)
-    return probs_np[order], float(torch.cat(losses).mean())
+    return torch.cat(means).numpy()[order], float(torch.cat(losses).mean()), torch.cat(plains).numpy()[order]

@@ -20,7 +20,8 @@ from podium.data.datasets import ImageDataset, Normalize
 from podium.evaluate.ensemble import blend
 from podium.evaluate.postprocess import Fitted
 from podium.evaluate.submission import build_submission
-from podium.predict.forward import forward_probs
+from podium.predict.forward import forward_views
+from podium.predict.tta import views as tta_views
 from podium.runs import layout
 from podium.train.models import create_model
 
@@ -67,14 +68,15 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
                         num_workers=cfg.train.num_workers)
     model = create_model(cfg.model, comp.num_outputs).to(device).eval()
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, device)
+    views = tta_views(cfg.predict)
     total = None
     for k in range(meta["folds"]):
         model.load_state_dict(load_file(str(folder / layout.bundle_weights(k))))
         parts = []
         with torch.no_grad():
             for images, _, _ in loader:
-                _, p = forward_probs(model, normalize(images), comp.task, tta_hflip=cfg.predict.tta_hflip)
-                parts.append(p.float().cpu())
+                _, p = forward_views(model, normalize(images), comp.task, views)
+                parts.append(p.mean(dim=0).float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(comp.test), -1).astype(np.float64)
         scale = meta["target_scales"][k]
         if scale is not None:  # a regression head's outputs, back in the target's units

@@ -35,6 +35,10 @@ from podium.runs import records
 FOLDS_CSV = "folds.csv"
 OOF_CSV = "oof.csv"  # a fold's, and the run's joined one
 TEST_CSV = "test.csv"
+# With TTA (predict.tta), a fold's predictions of the plain view beside oof.csv / test.csv (the TTA
+# mean): make oof scores the run with and without TTA from one prediction pass.
+OOF_PLAIN_CSV = "oof_plain.csv"
+TEST_PLAIN_CSV = "test_plain.csv"
 WEIGHTS = "model.safetensors"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"

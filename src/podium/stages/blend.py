@@ -20,8 +20,8 @@ from podium.config import Config, config_from_dict
 from podium.console import say
 from podium.errors import PodiumError
 from podium.evaluate.cv import format_cv, postprocess_kind, score_oof, write_oof, write_postprocess
-from podium.evaluate.ensemble import blend, check_method, score_blend
-from podium.evaluate.postprocess import Fitted, fit as fit_post
+from podium.evaluate.ensemble import GAIN_Z, blend, check_method, score_blend
+from podium.evaluate.postprocess import Fitted
 from podium.evaluate.submission import build_submission
 from podium.runs import layout, records
 from podium.runs.finished import is_blend, same_competition
@@ -67,25 +67,18 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     fold = _fold_column(runs_dir / first.name / layout.OOF_CSV, comp.train[id_col].to_numpy(), id_col)
     y = comp.encode(comp.train)
     kind = postprocess_kind(cfg, comp)
-    # A blend under log loss is judged after its temperature: its weights are chosen for the
-    # calibrated blend (a temperature fitted on the same rows for each candidate), or the raw log
-    # loss, mostly a matter of calibration, would pick them. Thresholds and cut-points are left out
-    # of the weight search: refitting them for every candidate would cost too much.
-    judge = None
-    if kind == "temperature":
-        def judge(rows_y, blended):
-            return fit_post("temperature", rows_y, blended, metric, task).apply(blended)
-    report, oof = score_blend([d.oof for d in done], y, fold, metric, task, method, judge=judge)
+    report, oof = score_blend([d.oof for d in done], y, fold, metric, task, method)
     test = blend([d.test for d in done], report["weights"], method)
 
     cv, fitted = score_oof(cfg, comp, oof, fold, kind)
     post = Fitted.from_json(fitted) if fitted is not None else None
-    cv["blend"] = {k: report[k] for k in ("method", "search", "weights", "score_in_sample", "member_scores")} | {
+    kept = ("method", "fit", "weights", "fitted_weights", "mean_share", "shares", "score_in_sample",
+            "member_scores", "note")
+    cv["blend"] = {k: report[k] for k in kept} | {
         "members": members, "score_without_postprocess": report["score"],
         # each member's own CV score (its cv.json: nested, post-processed as it is), the figure the
         # blend's `score` compares with
-        "member_cv": [artifacts.read_json(runs_dir / m / layout.CV_JSON)["score"] for m in members],
-        "weights_judged_after": "temperature" if judge is not None else None}
+        "member_cv": [artifacts.read_json(runs_dir / m / layout.CV_JSON)["score"] for m in members]}
 
     test_frame = layout.Predictions(comp.test[id_col].to_numpy(), test).frame(comp.prob_columns, id_col)
     spec = {"members": members, "method": method, "weights": report["weights"],
@@ -103,11 +96,22 @@ def run_blend(runs_dir: str | Path, members: list[str], name: str, method: str =
     say(format_cv(cv))
     weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, report["weights"], strict=True))
     singles = ", ".join(f"{m} {c:.5f}" for m, c in zip(members, cv["blend"]["member_cv"], strict=True))
-    chosen = " (chosen for the blend after its temperature)" if judge is not None else ""
-    say(f"blend {name} ({method}): weights {weights}{chosen}; the members' CV {metric}: {singles}; "
-         f"the blend's: {cv['score']:.5f}")
+    say(f"blend {name} ({method}): weights {weights}{_how(report)}; the members' CV "
+        f"{metric}: {singles}; the blend's: {cv['score']:.5f}")
     say(f"wrote {run}/ and {out}: {len(sub)} rows")
     return cv
+
+
+def _how(report: dict) -> str:
+    """How the weights were chosen, for the summary line ("" for mean and rank)."""
+    if report["note"]:
+        return f" ({report['note']})"
+    if report["shares"] is None:
+        return ""
+    fitted = ", ".join(f"{w:.2f}" for w in report["fitted_weights"])
+    gains = ", ".join(f"{float(s):g}: {v['gain_z']:+.1f}" for s, v in report["shares"].items() if float(s) < 1)
+    return (f"; fitted on the {report['fit']}: {fitted}, {report['mean_share']:g} of them the plain mean "
+            f"(the nested gain over the mean, in standard errors: {gains}; {GAIN_Z:g} needed)")
 
 
 def _fold_column(oof_csv: Path, train_ids: np.ndarray, id_col: str) -> np.ndarray:

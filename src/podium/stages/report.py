@@ -22,6 +22,7 @@ from podium.config import Config
 from podium.console import say
 from podium.data.images import read_rgb
 from podium.evaluate import plots
+from podium.evaluate.ensemble import GAIN_Z
 from podium.runs import layout
 from podium.runs.finished import is_blend, saved_config
 from podium.stages.current import check_blend, load_checked
@@ -133,6 +134,25 @@ def run_report(cfg: Config, *, name: str = "") -> Path:
     return path
 
 
+def _shrinkage_html(blended: dict, metric: str) -> str:
+    """How fitted weights were shrunk toward the plain mean (nothing for mean and rank blends)."""
+    esc = html.escape
+    if blended.get("note"):
+        return f"<p>{esc(blended['note'])}.</p>"
+    if not blended.get("shares"):
+        return ""
+    rows = "".join(f"<tr><td>{float(s):g}</td><td>{v['metric']:.5f}</td><td>{v['proper']:.5f}</td>"
+                   f"<td>{v['gain_z']:+.1f}</td></tr>" for s, v in blended["shares"].items())
+    fitted = ", ".join(f"{w:.3f}" for w in blended["fitted_weights"])
+    return (f"<p>Weights fitted on the {esc(blended['fit'])} ({fitted}), then {blended['mean_share']:g} of them "
+            f"replaced by the plain mean. For each share of the mean, its blend nested over the folds (the choice "
+            f"is made on these rows, so the best of them is not the CV figure; the CV score chooses each fold's "
+            f"share on the other folds). A share below 1 needs a gain in the proper score of more than "
+            f"{GAIN_Z:g} standard errors over the mean:</p>"
+            f"<table><tr><th>share of the mean</th><th>{esc(metric)}</th><th>proper score</th>"
+            f"<th>gain over the mean (standard errors)</th></tr>{rows}</table>")
+
+
 def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -> str:
     esc = html.escape
     rel = lambda p: Path(p).relative_to(run).as_posix()  # noqa: E731
@@ -146,7 +166,8 @@ def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -
                   zip(blended["members"], blended["weights"], blended["member_cv"], blended["member_scores"],
                       strict=True))
         + f"</table><p>Blended, before post-processing: {blended['score_without_postprocess']:.5f} nested "
-        f"(weights fitted on the other folds for each fold), {blended['score_in_sample']:.5f} in-sample.</p>")
+        f"(weights fitted on the other folds for each fold), {blended['score_in_sample']:.5f} in-sample.</p>"
+        + _shrinkage_html(blended, cv["metric"]))
     post = cv.get("postprocess")
     post_html = "<p>None fitted: the metric scores the predictions as they are.</p>" if post is None else (
         f"<p>{esc(post['kind'])} fitted on the out-of-fold predictions, applied to the submission: "

@@ -29,9 +29,10 @@ from podium.config.schema import fine_tuning_note
 from podium.console import say
 from podium.data.competition import Competition, load_competition
 from podium.data.datasets import Normalize
-from podium.evaluate.metrics import is_better, score_all
+from podium.evaluate.metrics import score_all
 from podium.evaluate.plots import plot_history
 from podium.predict.forward import predict
+from podium.predict.tta import views as tta_views
 from podium.runs import layout
 from podium.runs.provenance import provenance
 from podium.train.checkpoint import load_checkpoint, save_checkpoint
@@ -42,6 +43,7 @@ from podium.train.models import backbone_parameters, build_model
 from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
 from podium.train.precision import Speed, resolve as resolve_speed
 from podium.train.schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
+from podium.train.state import FoldState
 from podium.train.weights import Loaded
 
 # ---------------------------------------------------------------------------------------------
@@ -136,35 +138,6 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
 
 # ---------------------------------------------------------------------------------------------
 # The phases of a fold
-
-
-@dataclass
-class FoldState:
-    """What the loop carries from one epoch to the next; a checkpoint saves exactly this. The lr
-    and every random draw are functions of (seed, epoch, update), so nothing else is needed."""
-
-    epoch: int = 0  # the next epoch to train
-    update: int = 0  # optimizer updates so far
-    history: list[dict] = field(default_factory=list)  # one row per epoch (history.csv)
-    best_score: float | None = None
-    best_epoch: int = -1
-    best_weights: dict[str, torch.Tensor] | None = None  # on the CPU, on every process
-    best_full: bool = False  # the best epoch was validated at the full image size
-
-    def keep_if_best(self, score: float, epoch: int, metric: str, weights: dict[str, torch.Tensor], *,
-                     full: bool) -> bool:
-        """Keep these weights if the epoch is the best so far. Scores at different image sizes do
-        not compare: once an epoch was validated at the full size, only full-size epochs compete,
-        and the first of them replaces any smaller one. The first epoch always counts, so a metric
-        that is NaN throughout still leaves weights."""
-        if self.best_weights is not None:
-            if self.best_full and not full:
-                return False
-            if self.best_full == full and not is_better(metric, score, self.best_score):
-                return False
-        self.best_score, self.best_epoch, self.best_full = score, epoch, full
-        self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
-        return True
 
 
 def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed) -> Accelerator:
@@ -271,37 +244,43 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
     cfg, comp, accelerator = step.cfg, step.comp, step.accelerator
     accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
     data.valid_state.set(state.epoch, cfg.train.image_size)  # the OOF at the full size, as the test set
-    tta = cfg.predict.tta_hflip
+    views = tta_views(cfg.predict)
     # In float32 whatever the training precision: the OOF score and the submission do not depend
     # on the device's fast arithmetic, and the offline bundle (float32) reproduces them. Training
     # is over, so accelerate's autocast wrapper comes off the forward for good (a compiled model
     # stays compiled: with mixed precision its float32 forward is one more graph).
     final = accelerator.unwrap_model(step.eval_model, keep_fp32_wrapper=False)
-    oof_probs, _ = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, tta_hflip=tta,
-                           with_loss=False, autocast=False)
-    test_probs, _ = predict(final, data.test_loader, step.normalize, accelerator, comp.task, tta_hflip=tta,
-                            with_loss=False, autocast=False)
+    predicting = time.time()
+    oof_probs, _, oof_plain = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, views=views,
+                                      with_loss=False, autocast=False)
+    test_probs, _, test_plain = predict(final, data.test_loader, step.normalize, accelerator, comp.task,
+                                        views=views, with_loss=False, autocast=False)
+    predict_seconds = time.time() - predicting
     if accelerator.is_main_process:
         out, id_col, cols = layout.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
         weights = safetensors_bytes({k: v.contiguous() for k, v in state.best_weights.items()})
         artifacts.write_bytes(out / layout.WEIGHTS, weights)
-        oof_probs, test_probs = data.unscale(oof_probs), data.unscale(test_probs)
-        oof = layout.prediction_frame(data.valid_df[id_col], oof_probs, cols, id_col)
-        artifacts.write_csv(out / layout.OOF_CSV, oof)
-        artifacts.write_csv(out / layout.TEST_CSV, layout.prediction_frame(comp.test[id_col], test_probs, cols, id_col))
+        written = [(layout.OOF_CSV, data.valid_df[id_col], oof_probs), (layout.TEST_CSV, comp.test[id_col], test_probs)]
+        if len(views) > 1:
+            written += [(layout.OOF_PLAIN_CSV, data.valid_df[id_col], oof_plain),
+                        (layout.TEST_PLAIN_CSV, comp.test[id_col], test_plain)]
+        for name, ids, probs in written:
+            artifacts.write_csv(out / name, layout.prediction_frame(ids, data.unscale(probs), cols, id_col))
         # Wall time of this run from its first epoch to the written predictions (checkpoints and
         # the final OOF/test passes included; start-up and a resumed run's earlier epochs not).
         start_time, first_epoch = started
         seconds = round(time.time() - start_time, 2)
-        info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch}
+        info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch, "tta_views": len(views),
+                "predict_seconds": round(predict_seconds, 2)}
         if data.target_scale is not None:  # the offline bundle maps its outputs back with it
             info["target_scale"] = list(data.target_scale)
         layout.mark_trained(cfg, fold, inputs, info=info)
         plot_history(pd.DataFrame(state.history), cfg.metric, out / layout.HISTORY_PNG)
         if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
             shutil.rmtree(out / layout.CHECKPOINTS, ignore_errors=True)
+        tta = f", TTA over {len(views)} views" if len(views) > 1 else ""
         say(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
-              f"({seconds:.0f} s)")
+            f"({seconds:.0f} s, of which {predict_seconds:.0f} s predicting the fold and the test set{tta})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,8 +344,8 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
 
         # Without TTA: the epoch scores only pick the best epoch and draw the curves. The OOF
         # predictions written at the end come from the best weights, with TTA when it is on.
-        probs, valid_loss = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task,
-                                    tta_hflip=False, with_loss=True)
+        probs, valid_loss, _ = predict(step.eval_model, data.valid_loader, step.normalize, accelerator, comp.task,
+                                       with_loss=True)
         scores = score_all(data.valid_targets, data.unscale(probs), comp.task)
         size = height if height == width else f"{height}x{width}"
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, **scores,
