@@ -48,12 +48,13 @@ from podium.data.cache import build_cache, cache_key  # noqa: E402
 from podium.data.datasets import ImageDataset, LoaderState, Normalize  # noqa: E402
 from podium.data.images import read_rgb  # noqa: E402
 from podium.stages.check import preflight  # noqa: E402
-from podium.train.loop import Step, train_one_epoch  # noqa: E402
+from podium.train.loop import train_one_epoch  # noqa: E402
 from podium.train.losses import train_loss_fn  # noqa: E402
 from podium.train.models import create_model  # noqa: E402
 from podium.train.optimizer import build_optimizer  # noqa: E402
 from podium.train.precision import resolve  # noqa: E402
 from podium.train.schedule import lr_scheduler  # noqa: E402
+from podium.train.state import Step  # noqa: E402
 
 
 def _dataset(cfg, comp, cache=None):

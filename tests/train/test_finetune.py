@@ -20,11 +20,12 @@ from podium.errors import PodiumError
 from podium.evaluate.plots import row_shares
 from podium.stages.check import preflight
 from podium.stages.schedule import run_schedule
-from podium.train.loop import Step, train_one_epoch
+from podium.train.loop import train_one_epoch
 from podium.train.losses import FocalLoss, train_loss_fn
 from podium.train.models import backbone_parameters, check_fine_tuning, create_model, head_parameters
 from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
 from podium.train.schedule import lr_curve, lr_scheduler
+from podium.train.state import Step
 
 from conftest import ok, podium, tiny_config, write_competition, write_config
 

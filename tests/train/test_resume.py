@@ -30,8 +30,9 @@ def _config(tmp_path, competition, name, **extra):
         # settings twice and could choose differently, and bf16 kernels on a CPU are not always
         # deterministic (a run in bf16 + channels_last differed in the last bits of one depthwise
         # convolution's weights in one try of five).
+        # average_top_k: the k best epochs' weights are part of what a checkpoint must restore
         "train": {"epochs": 5, "batch_size": 8, "image_size": 16, "num_workers": 1, "ema": True,
-                  "precision": "no", "channels_last": "off"},
+                  "average_top_k": 3, "precision": "no", "channels_last": "off"},
         "mix": {"prob": 1.0, "off_epochs": 1},
     }
     tree.update(extra)

@@ -41,6 +41,7 @@ ADDED_KEYS: dict[str, object] = {
     "model.head_init": "timm",
     "predict.tta": [],
     "predict.tta_scales": [1.0],
+    "train.average_top_k": 1,
 }
 
 # The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,

@@ -199,6 +199,10 @@ class TrainConfig(Section):
         "validate and save an exponential moving average of the weights (BatchNorm buffers included)"))
     ema_decay: float = Field(0.998, gt=0, lt=1, description="the EMA's decay per optimizer update")
     ema_warmup: bool = Field(True, description="ramp the EMA decay up at the start so early averages don't lag")
+    average_top_k: int = Field(1, ge=1, le=20, description=(
+        "the fold's final weights: the mean of its k best epochs by the validation metric (at the full size), "
+        "BatchNorm statistics recomputed on the training images; the OOF of the best epoch alone is kept "
+        "beside (make oof scores both). 1: the best epoch's weights"))
     num_workers: int = Field(2, ge=0, description="data-loading processes per training process")
     # Fine-tuning a pretrained model. Off by default: a model trained from scratch gains nothing from them.
     layer_decay: float | None = Field(None, gt=0, le=1, description=(

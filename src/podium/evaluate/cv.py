@@ -27,8 +27,8 @@ from podium.runs import layout, records
 def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str = layout.OOF_CSV
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of train.csv, their OOF predictions (n, C), their fold) for the rows of `folds`, in
-    train.csv's order; each fold's file (`which`: OOF_CSV, or OOF_PLAIN_CSV for the predictions
-    without TTA) must hold exactly its rows of folds.csv."""
+    train.csv's order; each fold's file must hold exactly its rows of folds.csv. `which`: OOF_CSV, or
+    a variant beside it (`variant_files`; a fold without the variant file contributes its oof.csv)."""
     id_col, cols = cfg.data.id_column, comp.prob_columns
     folds_path = layout.folds_csv(cfg)
     table = pd.read_csv(folds_path, dtype={id_col: str})
@@ -38,8 +38,8 @@ def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str
         raise PodiumError(f"{folds_path} does not cover {cfg.data.train_csv} exactly once; rerun make folds")
     fold_col = fold_of.loc[train_ids].to_numpy()
     rows = np.flatnonzero(np.isin(fold_col, folds))
-    parts = [layout.read_fold(cfg, k, which, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
-             for k in folds]
+    parts = [layout.read_fold(cfg, k, which if (layout.fold_dir(cfg, k) / which).is_file() else layout.OOF_CSV,
+                              cols, expected_ids=fold_of.index[fold_of.to_numpy() == k]) for k in folds]
     joined = layout.Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.probs for p in parts]))
     return rows, joined.in_order(train_ids[rows]), fold_col[rows]
 
@@ -54,11 +54,10 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     caller has checked every fold is current); returns (cv.json's content, whether it was up to
     date already)."""
     n = cfg.folds.n_splits
-    n_views = len(views(cfg.predict))
     paths = {layout.fold_name(k): layout.fold_dir(cfg, k) / layout.OOF_CSV for k in range(n)}
-    if n_views > 1:
-        paths |= {f"{layout.fold_name(k)}/{layout.OOF_PLAIN_CSV}": layout.fold_dir(cfg, k) / layout.OOF_PLAIN_CSV
-                  for k in range(n)}
+    for name in variant_files(cfg):
+        paths |= {f"{layout.fold_name(k)}/{name}": layout.fold_dir(cfg, k) / name for k in range(n)
+                  if (layout.fold_dir(cfg, k) / name).is_file()}
     out_json = layout.cv_json(cfg)
     kind = postprocess_kind(cfg, comp)
     inputs = {"config": config_hash(cfg, layout.training_sections(cfg)), "postprocess": kind,
@@ -69,15 +68,30 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
     cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
-    if n_views > 1:  # the same folds' plain view, scored the same way (post-processing nested too)
-        _, plain, _ = oof_predictions(cfg, comp, list(range(n)), layout.OOF_PLAIN_CSV)
-        without, _ = score_oof(cfg, comp, plain, fold_col, kind)
-        cv["tta"] = {"views": n_views, "score_without": without["score"], "fold_scores_without": without["fold_scores"],
-                     "gain": cv["score"] - without["score"]}
+    for name, key in variant_files(cfg).items():  # the same folds' variant, scored the same way (nested too)
+        _, other, _ = oof_predictions(cfg, comp, list(range(n)), name)
+        without, _ = score_oof(cfg, comp, other, fold_col, kind)
+        cv[key] = {"score_without": without["score"], "fold_scores_without": without["fold_scores"],
+                   "gain": cv["score"] - without["score"]}
+    if "tta" in cv:
+        cv["tta"]["views"] = len(views(cfg.predict))
+    if "averaging" in cv:
+        cv["averaging"]["epochs"] = [layout.trained_info(cfg, k).get("final_weights_epochs") for k in range(n)]
     outputs = [write_oof(cfg, comp, probs, fold_col), out_json, *write_postprocess(cfg, fitted)]
     artifacts.write_json(out_json, cv)
     records.mark_done(cfg.run_dir, layout.OOF_STAGE, inputs, outputs)
     return cv, False
+
+
+def variant_files(cfg: Config) -> dict[str, str]:
+    """The folds' OOF files that a config writes beside oof.csv, each with the cv.json key it is
+    scored under: the plain view without TTA (`tta`), the best epoch without averaging (`averaging`)."""
+    out = {}
+    if len(views(cfg.predict)) > 1:
+        out[layout.OOF_PLAIN_CSV] = "tta"
+    if cfg.train.average_top_k > 1:
+        out[layout.OOF_BEST_EPOCH_CSV] = "averaging"
+    return out
 
 
 def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarray, kind: str
@@ -146,9 +160,12 @@ def format_cv(cv: dict) -> str:
         lines.append(f"{post['kind']} fitted on the other folds for each fold (nested); without it {m} "
                      f"{post['score_without']:.5f}; fitted and scored on the same rows (in-sample, optimistic) "
                      f"{post['score_in_sample']:.5f}")
-    tta = cv.get("tta")
+    tta, avg = cv.get("tta"), cv.get("averaging")
     if tta is not None:
         lines.append(f"with TTA over {tta['views']} views; without it (the plain view of the same models, scored "
                      f"the same way) {m} {tta['score_without']:.5f}")
+    if avg is not None:
+        lines.append(f"with the final weights averaged over the best epochs; the best epoch alone (same TTA, "
+                     f"scored the same way) {m} {avg['score_without']:.5f}")
     others = "  ".join(f"{k} {v:.5f}" for k, v in cv["other_metrics"].items() if k != m)
     return "\n".join(lines) + f"\nother OOF metrics (no post-processing): {others}"

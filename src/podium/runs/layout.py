@@ -39,6 +39,9 @@ TEST_CSV = "test.csv"
 # mean): make oof scores the run with and without TTA from one prediction pass.
 OOF_PLAIN_CSV = "oof_plain.csv"
 TEST_PLAIN_CSV = "test_plain.csv"
+# With checkpoint averaging (train.average_top_k), the fold's OOF from its best epoch alone.
+OOF_BEST_EPOCH_CSV = "oof_best_epoch.csv"
+FOLD_VARIANTS = (OOF_PLAIN_CSV, TEST_PLAIN_CSV, OOF_BEST_EPOCH_CSV)
 WEIGHTS = "model.safetensors"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
@@ -173,8 +176,14 @@ def mark_trained(cfg: Config, fold: int, inputs: dict[str, str], info: dict) -> 
     """The fold's done-record: its inputs, its outputs' hashes, and the training config in full,
     so that a reader can say which keys differ, not only that something did."""
     out = fold_dir(cfg, fold)
-    records.mark_done(out, TRAIN_STAGE, inputs, [out / n for n in (HISTORY_CSV, WEIGHTS, OOF_CSV, TEST_CSV)],
-                        info={**info, "config": training_config(cfg)})
+    variants = [out / n for n in FOLD_VARIANTS if (out / n).is_file()]
+    records.mark_done(out, TRAIN_STAGE, inputs, [out / n for n in (HISTORY_CSV, WEIGHTS, OOF_CSV, TEST_CSV)] + variants,
+                      info={**info, "config": training_config(cfg)})
+
+
+def trained_info(cfg: Config, fold: int) -> dict:
+    """What the fold's done-record says about its training (seconds, epochs, the final weights' epochs)."""
+    return artifacts.read_json(records.record_path(fold_dir(cfg, fold), TRAIN_STAGE)).get("info", {})
 
 
 def clear_fold(cfg: Config, fold: int) -> None:
@@ -182,7 +191,7 @@ def clear_fold(cfg: Config, fold: int) -> None:
     vouched for, so that a retrain killed at any moment leaves nothing that reads as current."""
     out = fold_dir(cfg, fold)
     records.forget(out, TRAIN_STAGE)
-    for name in (OOF_CSV, TEST_CSV, WEIGHTS, HISTORY_PNG):
+    for name in (OOF_CSV, TEST_CSV, WEIGHTS, HISTORY_PNG, *FOLD_VARIANTS):
         (out / name).unlink(missing_ok=True)
 
 

@@ -9,9 +9,7 @@ build the model and optimizer, resume, the epoch loop (kept in view), finish.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ import pandas as pd
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
-from safetensors.torch import save as safetensors_bytes
 from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
@@ -30,12 +27,11 @@ from podium.console import say
 from podium.data.competition import Competition, load_competition
 from podium.data.datasets import Normalize
 from podium.evaluate.metrics import score_all
-from podium.evaluate.plots import plot_history
 from podium.predict.forward import predict
-from podium.predict.tta import views as tta_views
 from podium.runs import layout
 from podium.runs.provenance import provenance
 from podium.train.checkpoint import load_checkpoint, save_checkpoint
+from podium.train.finish import finish
 from podium.train.loaders import FoldData, build_loaders
 from podium.train.losses import smooth, smoothing_used, soft_targets, train_loss_fn
 from podium.train.mix import mix, mixing_on
@@ -43,8 +39,7 @@ from podium.train.models import backbone_parameters, build_model
 from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
 from podium.train.precision import Speed, resolve as resolve_speed
 from podium.train.schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
-from podium.train.state import FoldState
-from podium.train.weights import Loaded
+from podium.train.state import FoldState, Step
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces the loop uses
@@ -59,28 +54,6 @@ def _tracker_params(cfg: Config) -> dict:
 def _mix_name(cfg: Config) -> str:
     on = [n for n, a in (("mixup", cfg.mix.mixup_alpha), ("cutmix", cfg.mix.cutmix_alpha)) if a > 0]
     return "+".join(on) or "off"
-
-
-@dataclass
-class Step:
-    """Everything one training step uses, built once per fold (build_step)."""
-
-    cfg: Config
-    comp: Competition
-    accelerator: Accelerator
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object  # timm CosineLRScheduler, stepped by update count (schedule.py)
-    normalize: Normalize
-    loss_fn: torch.nn.Module
-    ema: ModelEmaV3 | None = None
-    backbone: list[torch.nn.Parameter] = field(default_factory=list)  # frozen for train.freeze_epochs
-    weights: Loaded | None = None  # what the initial weights were loaded from (None: random)
-
-    @property
-    def eval_model(self) -> torch.nn.Module:
-        """The weights that are validated, saved and predicted with: the EMA when it is on."""
-        return self.ema.module if self.ema is not None else self.model
 
 
 def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generator | None,
@@ -202,19 +175,21 @@ def resume_from(step: Step, folder: Path) -> FoldState:
     saved, tensors = load_checkpoint(step.accelerator, folder)
     if step.ema is not None:
         step.ema.module.load_state_dict(tensors["ema"])
+    top = saved.get("top", [])
     return FoldState(epoch=saved["epoch"] + 1, update=saved["update"], history=saved["history"],
                      best_score=saved["best_score"], best_epoch=saved["best_epoch"], best_weights=tensors["best"],
-                     best_full=saved.get("best_full", False))
+                     best_full=saved.get("best_full", False), top=top,
+                     top_weights=[tensors[f"top{i}"] for i in range(len(top))])
 
 
 def save_epoch(step: Step, state: FoldState, root: Path, inputs: dict[str, str]) -> None:
     """A checkpoint after epoch state.epoch - 1 (every process takes part)."""
-    tensors = {"best": state.best_weights}
+    tensors = {"best": state.best_weights, **{f"top{i}": w for i, w in enumerate(state.top_weights)}}
     if step.ema is not None:
         tensors["ema"] = step.ema.module.state_dict()
     saved = {"epoch": state.epoch - 1, "update": state.update, "best_score": state.best_score,
              "best_full": state.best_full,
-             "best_epoch": state.best_epoch, "history": state.history, "inputs": inputs,
+             "best_epoch": state.best_epoch, "top": state.top, "history": state.history, "inputs": inputs,
              "tensor_files": sorted(tensors)}
     save_checkpoint(step.accelerator, root, state.epoch - 1, saved, tensors)
 
@@ -235,52 +210,6 @@ def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[s
     artifacts.write_yaml(out / layout.CONFIG_YAML, saved_cfg)
     # One row per epoch across restarts: rows written after the checkpoint are dropped here.
     artifacts.write_csv(out / layout.HISTORY_CSV, pd.DataFrame(state.history))
-
-
-def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict[str, str],
-           started: tuple[float, int]) -> None:
-    """Predict the held-out fold and the test set with the best epoch's weights, the same way;
-    the main process writes weights, predictions and, last, the done-record."""
-    cfg, comp, accelerator = step.cfg, step.comp, step.accelerator
-    accelerator.unwrap_model(step.eval_model).load_state_dict(state.best_weights)
-    data.valid_state.set(state.epoch, cfg.train.image_size)  # the OOF at the full size, as the test set
-    views = tta_views(cfg.predict)
-    # In float32 whatever the training precision: the OOF score and the submission do not depend
-    # on the device's fast arithmetic, and the offline bundle (float32) reproduces them. Training
-    # is over, so accelerate's autocast wrapper comes off the forward for good (a compiled model
-    # stays compiled: with mixed precision its float32 forward is one more graph).
-    final = accelerator.unwrap_model(step.eval_model, keep_fp32_wrapper=False)
-    predicting = time.time()
-    oof_probs, _, oof_plain = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, views=views,
-                                      with_loss=False, autocast=False)
-    test_probs, _, test_plain = predict(final, data.test_loader, step.normalize, accelerator, comp.task,
-                                        views=views, with_loss=False, autocast=False)
-    predict_seconds = time.time() - predicting
-    if accelerator.is_main_process:
-        out, id_col, cols = layout.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
-        weights = safetensors_bytes({k: v.contiguous() for k, v in state.best_weights.items()})
-        artifacts.write_bytes(out / layout.WEIGHTS, weights)
-        written = [(layout.OOF_CSV, data.valid_df[id_col], oof_probs), (layout.TEST_CSV, comp.test[id_col], test_probs)]
-        if len(views) > 1:
-            written += [(layout.OOF_PLAIN_CSV, data.valid_df[id_col], oof_plain),
-                        (layout.TEST_PLAIN_CSV, comp.test[id_col], test_plain)]
-        for name, ids, probs in written:
-            artifacts.write_csv(out / name, layout.prediction_frame(ids, data.unscale(probs), cols, id_col))
-        # Wall time of this run from its first epoch to the written predictions (checkpoints and
-        # the final OOF/test passes included; start-up and a resumed run's earlier epochs not).
-        start_time, first_epoch = started
-        seconds = round(time.time() - start_time, 2)
-        info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch, "tta_views": len(views),
-                "predict_seconds": round(predict_seconds, 2)}
-        if data.target_scale is not None:  # the offline bundle maps its outputs back with it
-            info["target_scale"] = list(data.target_scale)
-        layout.mark_trained(cfg, fold, inputs, info=info)
-        plot_history(pd.DataFrame(state.history), cfg.metric, out / layout.HISTORY_PNG)
-        if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
-            shutil.rmtree(out / layout.CHECKPOINTS, ignore_errors=True)
-        tta = f", TTA over {len(views)} views" if len(views) > 1 else ""
-        say(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}; wrote {out}/ "
-            f"({seconds:.0f} s, of which {predict_seconds:.0f} s predicting the fold and the test set{tta})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,9 +284,9 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
                "train_seconds": round(train_seconds, 2), "seconds": round(time.time() - start, 2)}
         state.history.append(row)
         # Every process keeps the best weights, so all can predict the test set.
-        improved = state.keep_if_best(scores[cfg.metric], epoch, cfg.metric,
-                                      accelerator.unwrap_model(step.eval_model).state_dict(),
-                                      full=train_size == cfg.train.image_size)
+        weights, full = accelerator.unwrap_model(step.eval_model).state_dict(), train_size == cfg.train.image_size
+        improved = state.keep_if_best(scores[cfg.metric], epoch, cfg.metric, weights, full=full)
+        state.keep_top(cfg.train.average_top_k, scores[cfg.metric], epoch, cfg.metric, weights, full=full)
         state.epoch = epoch + 1
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
         if main:
