@@ -18,7 +18,7 @@ from podium import artifacts
 from podium.config import Config, config_hash
 from podium.data.competition import Competition
 from podium.errors import PodiumError
-from podium.evaluate.metrics import score, score_all
+from podium.evaluate.metrics import higher_is_better, score, score_all
 from podium.evaluate.postprocess import Fitted, kind_for, score_postprocess
 from podium.predict.tta import views
 from podium.runs import layout, records
@@ -164,6 +164,8 @@ def format_cv(cv: dict) -> str:
     if tta is not None:
         lines.append(f"with TTA over {tta['views']} views; without it (the plain view of the same models, scored "
                      f"the same way) {m} {tta['score_without']:.5f}")
+        if tta["gain"] < 0 if higher_is_better(m) else tta["gain"] > 0:
+            lines.append("TTA made the CV worse: predict.tta: [] (and tta_hflip: false) predicts without it")
     if avg is not None:
         lines.append(f"with the final weights averaged over the best epochs; the best epoch alone (same TTA, "
                      f"scored the same way) {m} {avg['score_without']:.5f}")

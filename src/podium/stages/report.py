@@ -134,6 +134,24 @@ def run_report(cfg: Config, *, name: str = "") -> Path:
     return path
 
 
+def _variants_html(cv: dict) -> str:
+    """The CV without TTA and without checkpoint averaging, from the same models (when they were on)."""
+    rows = []
+    if cv.get("tta"):
+        rows.append((f"with TTA over {cv['tta']['views']} views (the CV score)", cv["score"]))
+        rows.append(("the plain view of the same models", cv["tta"]["score_without"]))
+    if cv.get("averaging"):
+        epochs = "; ".join(f"fold {k}: {', '.join(str(e + 1) for e in ep or [])}"
+                           for k, ep in enumerate(cv["averaging"]["epochs"]))
+        rows.append((f"final weights averaged over epochs ({epochs})", cv["score"]))
+        rows.append(("the best epoch alone", cv["averaging"]["score_without"]))
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{v:.5f}</td></tr>" for name, v in rows)
+    return (f"<h2>With and without</h2><table><tr><th>predictions</th><th>{html.escape(cv['metric'])}</th></tr>"
+            f"{body}</table>")
+
+
 def _shrinkage_html(blended: dict, metric: str) -> str:
     """How fitted weights were shrunk toward the plain mean (nothing for mean and rank blends)."""
     esc = html.escape
@@ -177,6 +195,7 @@ def _html(cfg: Config, cv: dict, figures, thumbs, provenance: dict, run: Path) -
         f"<tr><td>without post-processing</td><td>{post['score_without']:.5f}</td></tr>"
         f"<tr><td>in-sample (fitted and scored on the same rows; optimistic)</td>"
         f"<td>{post['score_in_sample']:.5f}</td></tr></table>")
+    variants_html = _variants_html(cv)
     figs = "".join(f"<figure><img src='{rel(p)}' alt='{esc(t)}'><figcaption>{esc(t)}</figcaption></figure>"
                    for t, p in figures)
     cards = "".join(
@@ -204,6 +223,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 <table><tr><th>fold</th><th>{esc(cv['metric'])}</th></tr>{fold_rows}</table>
 <table><tr><th>other OOF metric (no post-processing)</th><th>value</th></tr>{others}</table>
 {blend_html}
+{variants_html}
 <h2>Post-processing</h2>{post_html}
 <h2>Figures</h2>{figs}
 <h2>Most confidently wrong out-of-fold images</h2>{cards}
