@@ -69,6 +69,8 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
     cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
     for name, key in variant_files(cfg).items():  # the same folds' variant, scored the same way (nested too)
+        if not all(_has_variant(cfg, k, name) for k in range(n)):
+            continue  # folds trained before podium wrote it: no figure rather than a wrong one
         _, other, _ = oof_predictions(cfg, comp, list(range(n)), name)
         without, _ = score_oof(cfg, comp, other, fold_col, kind)
         cv[key] = {"score_without": without["score"], "fold_scores_without": without["fold_scores"],
@@ -81,6 +83,15 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     artifacts.write_json(out_json, cv)
     records.mark_done(cfg.run_dir, layout.OOF_STAGE, inputs, outputs)
     return cv, False
+
+
+def _has_variant(cfg: Config, fold: int, name: str) -> bool:
+    """Whether fold `fold` has variant `name`: its file, or, for the best epoch without averaging, a
+    fold whose final weights came from one epoch (its oof.csv is the best epoch's)."""
+    if (layout.fold_dir(cfg, fold) / name).is_file():
+        return True
+    return name == layout.OOF_BEST_EPOCH_CSV and len(layout.trained_info(cfg, fold).get("final_weights_epochs",
+                                                                                       [0, 0])) == 1
 
 
 def variant_files(cfg: Config) -> dict[str, str]:

@@ -95,12 +95,14 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
         final.load_state_dict(state.best_weights)
         best_oof, _, _ = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, views=views,
                                  with_loss=False, autocast=False)
+    averaging_started = time.time()
     weights, epochs = final_weights(step, data, state, final)
+    averaging_seconds = time.time() - averaging_started
     oof_probs, _, oof_plain = predict(final, data.valid_loader, step.normalize, accelerator, comp.task, views=views,
                                       with_loss=False, autocast=False)
     test_probs, _, test_plain = predict(final, data.test_loader, step.normalize, accelerator, comp.task,
                                         views=views, with_loss=False, autocast=False)
-    predict_seconds = time.time() - predicting
+    predict_seconds = time.time() - predicting - averaging_seconds
     if accelerator.is_main_process:
         out, id_col, cols = layout.fold_dir(cfg, fold), cfg.data.id_column, comp.prob_columns
         artifacts.write_bytes(out / layout.WEIGHTS, safetensors_bytes({k: v.contiguous() for k, v in weights.items()}))
@@ -120,7 +122,8 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
         start_time, first_epoch = started
         seconds = round(time.time() - start_time, 2)
         info = {"seconds": seconds, "epochs_run": state.epoch - first_epoch, "tta_views": len(views),
-                "predict_seconds": round(predict_seconds, 2), "final_weights_epochs": epochs}
+                "predict_seconds": round(predict_seconds, 2), "averaging_seconds": round(averaging_seconds, 2),
+                "final_weights_epochs": epochs}
         if data.target_scale is not None:  # the offline bundle maps its outputs back with it
             info["target_scale"] = list(data.target_scale)
         layout.mark_trained(cfg, fold, inputs, info=info)
@@ -128,6 +131,7 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
         if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk
             shutil.rmtree(out / layout.CHECKPOINTS, ignore_errors=True)
         tta = f", TTA over {len(views)} views" if len(views) > 1 else ""
-        avg = f"; final weights: the mean of epochs {', '.join(str(e + 1) for e in epochs)}" if averaging else ""
+        avg = (f"; final weights: the mean of epochs {', '.join(str(e + 1) for e in epochs)} "
+               f"({averaging_seconds:.0f} s averaging)") if averaging else ""
         say(f"fold {fold}: best {cfg.metric} {state.best_score:.4f} at epoch {state.best_epoch + 1}{avg}; wrote "
             f"{out}/ ({seconds:.0f} s, of which {predict_seconds:.0f} s predicting the fold and the test set{tta})")
