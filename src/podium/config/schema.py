@@ -42,6 +42,7 @@ ADDED_KEYS: dict[str, object] = {
     "predict.tta": [],
     "predict.tta_scales": [1.0],
     "train.average_top_k": 1,
+    "data.extra": [],
 }
 
 # The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,

@@ -51,6 +51,15 @@ class Section(BaseModel):
                 for key, value in data.items()}
 
 
+class ExtraData(Section):
+    dir: str | None = Field(None, description=(
+        "the folder holding the extra data (e.g. another Kaggle dataset's input folder); null: `data.dir`"))
+    csv: str = Field(description=(
+        "a CSV of extra training rows (an earlier edition, a public set) with the id column and the target "
+        "column(s) of train_csv; relative to `dir`"))
+    images: str = Field(description="its image path template, as `data.train_images`; may not leave `dir`")
+
+
 class DataConfig(Section):
     dir: str = Field("data/demo", description=(
         "competition folder; the paths below are relative to it. `data/demo` is written on first use"))
@@ -71,6 +80,11 @@ class DataConfig(Section):
     train_images: str = Field("train/{id}.png", description=(
         "training image path template, formatted with the row's columns; may not leave `data.dir`"))
     test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
+    extra: list[ExtraData] = Field(default_factory=list, description=(
+        "extra training rows, each `{dir: folder (null: data.dir), csv: file in it, images: path template in "
+        "it}`, with train_csv's id and target columns: they join every fold's training rows and are never "
+        "validated on, never in folds.csv, oof.csv or a score; checked as train_csv is (targets, images, ids "
+        "unique and none of train's or test's, classes among train_csv's)"))
     cache: bool = Field(False, description=(
         "decode every image once, its shorter side shrunk to `train.image_size`, into a memory-mapped "
         "cache under `<runs_dir>/.cache/images/` shared by all folds, epochs, workers and experiments on "

@@ -43,6 +43,9 @@ class Competition:
     target_columns: list[str] = ()  # the target's column(s) in train_csv
     target_kind: str = "column"  # how the target is held: column | one_hot | indicators | tags
     id_column: str = "id"
+    # data.extra's rows, all of them, with a `path` column: training rows of every fold, never
+    # validated on or scored (None: the config names none).
+    extra: pd.DataFrame | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -102,7 +105,9 @@ def read_csv(path: Path, id_column: str, required: list[str]) -> pd.DataFrame:
     return df
 
 
-def _check_targets(df: pd.DataFrame, path: Path, cfg: Config) -> None:
+def _check_targets(df: pd.DataFrame, path: Path, cfg: Config, *, whole: bool = True) -> None:
+    """One-line refusals of targets that cannot be learned; `whole`: the table is the training set
+    (so it must hold two classes), not a part of it."""
     data = cfg.data
     ids = df[data.id_column]
     for col in data.target_columns:
@@ -129,7 +134,7 @@ def _check_targets(df: pd.DataFrame, path: Path, cfg: Config) -> None:
         if cfg.metric == "qwk" and (values % 1 != 0).any():
             raise PodiumError(f"{path}: metric qwk scores integer targets (cut into classes); id(s) "
                               f"{_list(ids[values % 1 != 0])} have non-integer values in '{data.target}'")
-    if data.task == "multiclass" and not data.one_hot and df[data.target].nunique() < 2:
+    if whole and data.task == "multiclass" and not data.one_hot and df[data.target].nunique() < 2:
         raise PodiumError(f"{path}: target column '{data.target}' has fewer than two classes")
 
 
@@ -221,7 +226,50 @@ def load_competition(cfg: Config) -> Competition:
                           "its own column; rename it")
     return Competition(train=train, test=test, sample=sample, classes=classes, task=data.task, data_dir=root,
                        prob_columns=prob_columns, target_columns=data.target_columns, target_kind=_target_kind(cfg),
-                       id_column=data.id_column)
+                       id_column=data.id_column, extra=_extra_rows(cfg, train, test, classes))
+
+
+def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: list) -> pd.DataFrame | None:
+    """data.extra's tables, checked as train_csv is, joined (with their image paths); None without any.
+    Their ids must be unique and none of train_csv's or the test set's (a row's id names its
+    predictions, and an extra row is never predicted); their classes must be train_csv's (the model's
+    outputs are)."""
+    data, root = cfg.data, cfg.data_dir
+    parts, seen = [], {}
+    taken = {**dict.fromkeys(train[data.id_column], data.train_csv),
+             **dict.fromkeys(test[data.id_column], "the test set")}
+    for i, extra in enumerate(data.extra):
+        folder = Path(extra.dir) if extra.dir is not None else root
+        csv = folder / extra.csv
+        df = read_csv(csv, data.id_column, data.target_columns)
+        _check_targets(df, csv, cfg, whole=False)
+        for ident in df[data.id_column]:
+            where = taken.get(ident) or seen.get(ident)
+            if where:
+                raise PodiumError(f"{csv}: id {ident!r} is also in {where}: an extra row needs an id of its own")
+            seen[ident] = csv.name
+        if data.task == "regression":
+            df[data.target] = pd.to_numeric(df[data.target])
+        elif data.tag_string:
+            unknown = sorted({t for tags in split_tags(df[data.target]) for t in tags} - set(classes))
+            if unknown:
+                raise PodiumError(f"{csv}: label(s) {_list(unknown)} are not among {data.train_csv}'s labels")
+        elif data.task == "multiclass" and not data.one_hot:
+            if df[data.target].dtype.kind == "f" and (df[data.target] % 1 == 0).all():
+                df[data.target] = df[data.target].astype(np.int64)
+            bad = ~df[data.target].isin(classes)
+            if bad.any():
+                raise PodiumError(f"{csv}: id(s) {_list(df.loc[bad, data.id_column])} have class(es) "
+                                  f"{_list(df.loc[bad, data.target].unique())} that {data.train_csv} does not")
+        paths = image_paths(df, extra.images, f"data.extra[{i}].images", csv, folder)
+        parts.append(df[[data.id_column, *data.target_columns]].assign(path=paths))
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def image_files(comp: Competition) -> list[Path]:
+    """Every image the competition uses: train, test and extra rows'."""
+    extra = list(comp.extra["path"]) if comp.extra is not None else []
+    return [*comp.train["path"], *comp.test["path"], *extra]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +300,7 @@ def check_images(comp: Competition, cache_file: Path | None = None, workers: int
             cache = read_json(cache_file)
         except (OSError, ValueError):
             cache = {}
-    paths = [*comp.train["path"], *comp.test["path"]]
+    paths = image_files(comp)
     results: dict[str, tuple] = {}
     todo = []
     for p in paths:

@@ -10,7 +10,7 @@ from podium.config import Config
 from podium.config.schema import fine_tuning_note
 from podium.console import say
 from podium.data.cache import build_cache, cache_key
-from podium.data.competition import Competition
+from podium.data.competition import Competition, image_files
 from podium.data.datasets import check_transforms
 from podium.data.splits import split_folds
 from podium.errors import PodiumError
@@ -37,7 +37,8 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
             raise PodiumError(f"config key 'log_with': {cfg.log_with} needs the '{module}' package "
                               f"(pip install {module} into .venv), or set log_with: null")
     largest_valid = int(split_folds(comp.train, cfg)["fold"].value_counts().max())
-    updates_per_epoch(len(comp.train) - largest_valid, cfg, processes)
+    extra = len(comp.extra) if comp.extra is not None else 0
+    updates_per_epoch(len(comp.train) - largest_valid + extra, cfg, processes)
 
     for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
         check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
@@ -45,7 +46,7 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     check_fine_tuning(create_model(cfg.model, comp.num_outputs), cfg)
     data_hash = data_fingerprint(cfg, comp, csv_hash)
     if cfg.data.cache:
-        paths = [str(p) for p in (*comp.train["path"], *comp.test["path"])]
+        paths = [str(p) for p in image_files(comp)]
         build_cache(paths, cfg.train.image_size, layout.image_cache_dir(cfg),
                     cache_key(data_hash, cfg.train.image_size))
     return comp, data_hash
@@ -56,7 +57,8 @@ def run_check(cfg: Config) -> None:
     teacher_digest(cfg, comp)  # a teacher that is missing, stale or of another competition
     what = {"multiclass": "classes", "binary": "classes", "multilabel": "labels"}.get(comp.task)
     outputs = f"{len(comp.prob_columns)} {what}" if what else "one value per image"
-    say(f"ok: {len(comp.train)} train rows, {len(comp.test)} test rows, {comp.task}: {outputs}; "
+    extra = f", {len(comp.extra)} extra training rows (data.extra)" if comp.extra is not None else ""
+    say(f"ok: {len(comp.train)} train rows{extra}, {len(comp.test)} test rows, {comp.task}: {outputs}; "
         f"the submission holds {submission_kind(comp, cfg)}s in {cfg.data.sample_submission}'s shape")
     if note := fine_tuning_note(cfg):  # what the weights change in the recipe, before any training
         say(note)

@@ -30,6 +30,7 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     root = cfg.data_dir
     csvs = [artifacts.file_hash(root / name) for name in
             (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission) if name]
+    csvs += [artifacts.file_hash(Path(e.dir or root) / e.csv) for e in cfg.data.extra]
     return comp, artifacts.text_hash(*csvs)
 
 

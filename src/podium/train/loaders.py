@@ -44,7 +44,8 @@ class FoldData:
     valid_loader: DataLoader
     test_loader: DataLoader
     target_scale: tuple[float, float] | None = None  # regression: (mean, std) the head learns in
-    pseudo_rows: int = 0  # test images at the end of train_df, labelled by a teacher (pseudo.teacher)
+    pseudo_rows: int = 0  # test images after the fold's rows in train_df, labelled by a teacher (pseudo.teacher)
+    extra_rows: int = 0  # data.extra's rows at the end of train_df
 
     def unscale(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs in the target's units (regression); probabilities pass unchanged."""
@@ -62,6 +63,7 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     valid_df = comp.train[~in_train].reset_index(drop=True)
     train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
     train_df, train_y, pseudo = taught(cfg, comp, in_train, train_df, train_y)
+    train_df, train_y, extra = with_extra(comp, train_df, train_y)
     # A regression head learns the target standardized by the training rows' mean and std (a 1-100
     # score then starts where a fresh head's outputs are); predictions are mapped back (unscale).
     scale = (float(train_y.mean()), float(train_y.std()) or 1.0) if comp.task == "regression" else None
@@ -98,7 +100,23 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=pin,
                              generator=torch.Generator().manual_seed(seed))
     return FoldData(train_df, valid_df, valid_y, state, valid_state, train_loader, valid_loader, test_loader, scale,
-                    pseudo)
+                    pseudo, extra)
+
+
+def with_extra(comp: Competition, train_df: pd.DataFrame, train_y: np.ndarray
+               ) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The training rows and targets with data.extra's rows appended (every fold gets all of them;
+    validation never does). With a teacher the targets are rows of probabilities: the extra rows'
+    truth in that form (a teacher has no out-of-fold prediction of a row it never saw)."""
+    if comp.extra is None:
+        return train_df, train_y, 0
+    extra_y = comp.encode(comp.extra)
+    if train_y.ndim == 2 and extra_y.ndim == 1 and comp.task != "regression":
+        extra_y = soft_truth(extra_y, comp.task, comp.num_outputs)
+    rows = comp.extra.drop(columns=[c for c in comp.extra.columns if c not in train_df.columns])
+    return (pd.concat([train_df, rows], ignore_index=True),
+            np.concatenate([train_y, extra_y.astype(train_y.dtype).reshape((len(extra_y), *train_y.shape[1:]))]),
+            len(rows))
 
 
 def taught(cfg: Config, comp: Competition, in_train: np.ndarray, train_df: pd.DataFrame,

@@ -235,7 +235,9 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         write_start(cfg, fold, accelerator, inputs, state, resume, speed,
                     weights=step.weights.as_json() if step.weights else None)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
-        pseudo = f" (of them {data.pseudo_rows} pseudo-labelled test images)" if data.pseudo_rows else ""
+        parts = [f"{n} {what}" for n, what in ((data.pseudo_rows, "pseudo-labelled test images"),
+                                                (data.extra_rows, "extra rows (data.extra)")) if n]
+        pseudo = f" (of them {' and '.join(parts)})" if parts else ""
         say(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
