@@ -10,12 +10,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from podium.config.data import DataConfig, FoldsConfig
 from podium.config.sections import (
     AugmentConfig,
     CheckpointConfig,
-    DataConfig,
     DistillConfig,
-    FoldsConfig,
     LossConfig,
     MixConfig,
     ModelConfig,
