@@ -91,7 +91,7 @@ def main() -> None:
         raise SystemExit("the re-prediction does not reproduce the run's oof.csv: the figures below would not be its")
     table = pd.DataFrame(results)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    artifacts.write_json(run / "tta.json", {"run": str(run), "metric": cfg.metric, "rows": len(ids),
+    artifacts.write_json(run / layout.TTA_JSON, {"run": str(run), "metric": cfg.metric, "rows": len(ids),
                                             "results": results})
 
 

@@ -42,6 +42,7 @@ TEST_PLAIN_CSV = "test_plain.csv"
 # With checkpoint averaging (train.average_top_k), the fold's OOF from its best epoch alone.
 OOF_BEST_EPOCH_CSV = "oof_best_epoch.csv"
 FOLD_VARIANTS = (OOF_PLAIN_CSV, TEST_PLAIN_CSV, OOF_BEST_EPOCH_CSV)
+TTA_JSON = "tta.json"  # benchmarks/tta.py: the run's OOF under several TTA settings
 WEIGHTS = "model.safetensors"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
