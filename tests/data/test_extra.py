@@ -25,10 +25,10 @@ def _extra(folder, n=12, classes=("a", "b", "c"), prefix="x", seed=7):
     return folder, ids
 
 
-def _config(tmp_path, extra_dir, **more):
+def _config(tmp_path, extra_dir, weight=1.0, **more):
     data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
     return tiny_config(data, tmp_path / "runs", data={"extra": [
-        {"dir": str(extra_dir), "csv": "extra.csv", "images": "img/{id}.png"}]}, **more)
+        {"dir": str(extra_dir), "csv": "extra.csv", "images": "img/{id}.png", "weight": weight}]}, **more)
 
 
 def test_extra_rows_join_every_training_fold_and_nothing_else(tmp_path):
@@ -70,7 +70,8 @@ def test_extra_rows_never_reach_oof_or_a_score(tmp_path):
 
     AcceleratorState._reset_state(True)
     extra_dir, extra_ids = _extra(tmp_path / "more")
-    cfg = _config(tmp_path, extra_dir)
+    # weighted and mixed: the loop's weighted-loss path with Mixup/CutMix on every batch
+    cfg = _config(tmp_path, extra_dir, weight=2.0, mix={"prob": 1.0, "off_epochs": 0})
     comp, data_hash = preflight(cfg)
     run_folds(cfg, comp)
     for k in range(3):
@@ -151,3 +152,23 @@ def test_with_a_teacher_extra_rows_keep_their_own_truth_as_probability_rows(tmp_
     assert n == 6 and list(rows["id"][4:]) == extra_ids
     np.testing.assert_array_equal(targets[:4], soft)
     np.testing.assert_array_equal(targets[4:], np.eye(3, dtype=np.float32)[comp.encode(comp.extra)])
+
+
+def test_extra_weights_reach_the_loss_by_row(tmp_path):
+    from podium.stages.check import preflight
+    from podium.stages.folds import run_folds
+    from podium.train.loaders import build_loaders
+
+    extra_dir, extra_ids = _extra(tmp_path / "more")
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    for weight, expected in ((1.0, None), (0.5, 0.5)):
+        cfg = tiny_config(data, tmp_path / f"runs{weight}", data={"extra": [
+            {"dir": str(extra_dir), "csv": "extra.csv", "images": "img/{id}.png", "weight": weight}]})
+        comp, data_hash = preflight(cfg)
+        run_folds(cfg, comp)
+        fold = build_loaders(cfg, comp, 0, data_hash)
+        if expected is None:
+            assert fold.row_weights is None  # the plain mean, as without extra data
+            continue
+        n = len(fold.train_df) - len(extra_ids)
+        np.testing.assert_array_equal(fold.row_weights, [1.0] * n + [0.5] * len(extra_ids))

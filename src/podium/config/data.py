@@ -17,6 +17,9 @@ class ExtraData(Section):
         "a CSV of extra training rows (an earlier edition, a public set) with the id column and the target "
         "column(s) of train_csv; relative to `dir`"))
     images: str = Field(description="its image path template, as `data.train_images`; may not leave `dir`")
+    weight: float = Field(1.0, gt=0, le=100, description=(
+        "each of its rows' weight in the training loss, a train_csv row's being 1 (a batch's loss is the "
+        "weighted mean over its rows; a mixed image's weight mixes as its target does)"))
 
 
 class DataConfig(Section):
@@ -41,7 +44,7 @@ class DataConfig(Section):
     test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
     extra: list[ExtraData] = Field(default_factory=list, description=(
         "extra training rows, each `{dir: folder (null: data.dir), csv: file in it, images: path template in "
-        "it}`, with train_csv's id and target columns: they join every fold's training rows and are never "
+        "it, weight: 1.0}`, with train_csv's id and target columns: they join every fold's training rows and are never "
         "validated on, never in folds.csv, oof.csv or a score; checked as train_csv is (targets, images, ids "
         "unique and none of train's or test's, classes among train_csv's)"))
     cache: bool = Field(False, description=(

@@ -43,8 +43,8 @@ class Competition:
     target_columns: list[str] = ()  # the target's column(s) in train_csv
     target_kind: str = "column"  # how the target is held: column | one_hot | indicators | tags
     id_column: str = "id"
-    # data.extra's rows, all of them, with a `path` column: training rows of every fold, never
-    # validated on or scored (None: the config names none).
+    # data.extra's rows, all of them, with `path` and `weight` (in the training loss) columns:
+    # training rows of every fold, never validated on or scored (None: the config names none).
     extra: pd.DataFrame | None = None
 
     @property
@@ -262,7 +262,7 @@ def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: l
                 raise PodiumError(f"{csv}: id(s) {_list(df.loc[bad, data.id_column])} have class(es) "
                                   f"{_list(df.loc[bad, data.target].unique())} that {data.train_csv} does not")
         paths = image_paths(df, extra.images, f"data.extra[{i}].images", csv, folder)
-        parts.append(df[[data.id_column, *data.target_columns]].assign(path=paths))
+        parts.append(df[[data.id_column, *data.target_columns]].assign(path=paths, weight=extra.weight))
     return pd.concat(parts, ignore_index=True) if parts else None
 
 

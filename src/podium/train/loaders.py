@@ -46,6 +46,9 @@ class FoldData:
     target_scale: tuple[float, float] | None = None  # regression: (mean, std) the head learns in
     pseudo_rows: int = 0  # test images after the fold's rows in train_df, labelled by a teacher (pseudo.teacher)
     extra_rows: int = 0  # data.extra's rows at the end of train_df
+    # Each training row's weight in the loss, by position in train_df; None: all 1 (no data.extra
+    # weight other than 1), and the loss is the plain mean it always was.
+    row_weights: np.ndarray | None = None
 
     def unscale(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs in the target's units (regression); probabilities pass unchanged."""
@@ -99,8 +102,11 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
                               generator=torch.Generator().manual_seed(seed), **loader_kw)
     test_loader = DataLoader(test_ds, batch_size=pred_bs, shuffle=False, num_workers=workers, pin_memory=pin,
                              generator=torch.Generator().manual_seed(seed))
+    weights = None
+    if extra and (comp.extra["weight"] != 1).any():
+        weights = np.concatenate([np.ones(len(train_df) - extra), comp.extra["weight"].to_numpy()]).astype(np.float32)
     return FoldData(train_df, valid_df, valid_y, state, valid_state, train_loader, valid_loader, test_loader, scale,
-                    pseudo, extra)
+                    pseudo, extra, weights)
 
 
 def with_extra(comp: Competition, train_df: pd.DataFrame, train_y: np.ndarray

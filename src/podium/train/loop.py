@@ -33,7 +33,7 @@ from podium.runs.provenance import provenance
 from podium.train.checkpoint import load_checkpoint, save_checkpoint
 from podium.train.finish import finish
 from podium.train.loaders import FoldData, build_loaders
-from podium.train.losses import smooth, smoothing_used, soft_targets, train_loss_fn
+from podium.train.losses import smooth, smoothing_used, soft_targets, train_loss_fn, weighted_loss
 from podium.train.mix import mix, mixing_on
 from podium.train.models import backbone_parameters, build_model
 from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
@@ -57,11 +57,13 @@ def _mix_name(cfg: Config) -> str:
 
 
 def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generator | None,
-                    progress: str | None = None) -> tuple[int, float, float | None, tuple[int, int]]:
+                    progress: str | None = None, row_weights: torch.Tensor | None = None
+                    ) -> tuple[int, float, float | None, tuple[int, int]]:
     """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
 
     Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
     `mix_rng` is given: mixing is on this epoch, drawing from it), label smoothing once, forward,
+    the loss (weighted by `row_weights`, indexed by the batch's row numbers, when given),
     backward; per optimizer update (after gradient accumulation): the lr of this update,
     clipping, the step, EMA.
     """
@@ -74,17 +76,25 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
     bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
                disable=True if progress is None or not accelerator.is_main_process else None)
     start = time.time()
-    for i, (images, y, _) in enumerate(bar):
+    for i, (images, y, rows) in enumerate(bar):
         sizes_seen.add(tuple(images.shape[-2:]))
         images = step.normalize(images)
         with accelerator.accumulate(model):
             target = soft_targets(y, comp.task, comp.num_outputs)
+            # Row weights (data.extra's `weight`) ride as a last target column, so a mixed image's
+            # weight mixes with the same partner and proportion as its target.
+            weights = row_weights[rows.to(row_weights.device)] if row_weights is not None else None
+            if weights is not None:
+                target = torch.cat([target, weights.unsqueeze(1).to(target.dtype)], dim=1)
             if mix_rng is not None:
                 images, target, _ = mix(images, target, mix_rng, cfg.mix)
+            if weights is not None:
+                target, weights = target[:, :-1], target[:, -1]
             target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
             with accelerator.autocast():
                 logits = model(images)
-            loss = step.loss_fn(logits.float(), target)
+            loss = step.loss_fn(logits.float(), target) if weights is None else \
+                weighted_loss(step.loss_fn, logits.float(), target, weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:  # this batch completes an optimizer update
                 step.scheduler.step_update(update)  # every group: the schedule's lr x its lr_scale
@@ -231,6 +241,7 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
     data = build_loaders(cfg, comp, fold, inputs["data"])
     step, data = build_step(cfg, comp, accelerator, data, speed)
     state = resume_from(step, resume) if resume is not None else FoldState()
+    row_weights = torch.from_numpy(data.row_weights).to(accelerator.device) if data.row_weights is not None else None
     if main:
         write_start(cfg, fold, accelerator, inputs, state, resume, speed,
                     weights=step.weights.as_json() if step.weights else None)
@@ -269,7 +280,7 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         state.update, train_loss, lr, (height, width) = train_one_epoch(
             step, data.train_loader, state.update,
             np.random.default_rng([cfg.seed, epoch, process]) if mixing else None,
-            progress=f"fold {fold} epoch {epoch + 1}/{epochs}",
+            progress=f"fold {fold} epoch {epoch + 1}/{epochs}", row_weights=row_weights,
         )
         train_seconds = time.time() - start
 

@@ -69,14 +69,17 @@ class FocalLoss(torch.nn.Module):
         # Clamped: (0)^gamma has an infinite gradient for gamma < 1 once a probability rounds to 1.
         return one_minus_p.clamp(min=torch.finfo(one_minus_p.dtype).tiny) ** self.gamma
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_row(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.sigmoid:
             log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
             loss = -(target * self._weight(log_not_p.exp()) * log_p
                      + (1 - target) * self._weight(log_p.exp()) * log_not_p)
-            return loss.mean()
+            return loss.mean(dim=-1)
         log_p = F.log_softmax(logits, dim=-1)
-        return -(target * self._weight(-torch.expm1(log_p)) * log_p).sum(dim=-1).mean()
+        return -(target * self._weight(-torch.expm1(log_p)) * log_p).sum(dim=-1)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.per_row(logits, target).mean()
 
 
 def train_loss_fn(task: str, focal_gamma: float = 0.0):
@@ -86,3 +89,25 @@ def train_loss_fn(task: str, focal_gamma: float = 0.0):
     if focal_gamma > 0:
         return FocalLoss(focal_gamma, sigmoid=task != "multiclass")
     return SoftTargetCrossEntropy() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()
+
+
+def per_row_loss(loss_fn: torch.nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`loss_fn` (one of train_loss_fn's) row by row: its batch mean is the mean of these."""
+    if isinstance(loss_fn, FocalLoss):
+        return loss_fn.per_row(logits, target)
+    if isinstance(loss_fn, SoftTargetCrossEntropy):
+        return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1)
+    if isinstance(loss_fn, torch.nn.BCEWithLogitsLoss):
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=-1)
+    if isinstance(loss_fn, torch.nn.MSELoss):
+        return F.mse_loss(logits, target, reduction="none").mean(dim=-1)
+    raise TypeError(f"no per-row form of {type(loss_fn).__name__}")
+
+
+def weighted_loss(loss_fn: torch.nn.Module, logits: torch.Tensor, target: torch.Tensor,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """The batch's loss with row weights (data.extra's `weight`): sum_i w_i l_i / sum_i w_i, so a
+    row of weight 2 counts as that row twice and the lr keeps its meaning."""
+    w = weights.to(logits.dtype)
+    return (w * per_row_loss(loss_fn, logits, target)).sum() / w.sum()
+
