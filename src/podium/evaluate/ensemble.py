@@ -281,12 +281,13 @@ def _fits_without_each_fold(stacked, y, fold, task) -> dict:
     return {k.item(): _fit(stacked[:, fold != k], y[fold != k], task) for k in np.unique(fold)}
 
 
-def _nested_weights(stacked, y, fold, metric, task) -> tuple[np.ndarray, list, list]:
-    """The blended OOF, each fold's rows blended with weights fitted without that fold and shrunk by the share
-    chosen without it (`_choose` over the other folds, nested among them); the weights and share of each fold."""
+def _nested_weights(stacked, y, fold, fits, metric, task) -> tuple[np.ndarray, list, list]:
+    """The blended OOF, each fold's rows blended with its weights in `fits` (fitted without that fold) shrunk by
+    the share chosen without it (`_choose` over the other folds, nested among them); the weights and share of
+    each fold."""
     out = np.empty(stacked.shape[1:], dtype=np.float64)
     fold_weights, fold_shares = [], []
-    for k, w in _fits_without_each_fold(stacked, y, fold, task).items():
+    for k, w in fits.items():
         held, rest = fold == k, fold != k
         inner = _fits_without_each_fold(stacked[:, rest], y[rest], fold[rest], task)
         share, _ = _choose(stacked[:, rest], y[rest], fold[rest], inner, metric, task)
@@ -334,9 +335,10 @@ def score_blend(members, y, fold, metric: str, task: str, method: str = "weights
                           f"scored on, so blended as the mean")
     if method == "weights" and len(folds) >= MIN_FOLDS:
         fitted = _fit(stacked, y, task)
-        share, shares = _choose(stacked, y, fold, _fits_without_each_fold(stacked, y, fold, task), metric, task)
+        fits = _fits_without_each_fold(stacked, y, fold, task)
+        share, shares = _choose(stacked, y, fold, fits, metric, task)
         weights = shrink(fitted, share)
-        oof, fold_weights, fold_shares = _nested_weights(stacked, y, fold, metric, task)
+        oof, fold_weights, fold_shares = _nested_weights(stacked, y, fold, fits, metric, task)
         report |= {"fit": "squared_error" if task == "regression" else "log_loss after a temperature",
                    "fitted_weights": [float(v) for v in fitted], "mean_share": share, "shares": shares,
                    "fold_mean_shares": fold_shares}
