@@ -1,5 +1,5 @@
 """What test-time augmentation is worth on a finished experiment, without retraining it:
-`python benchmarks/tta.py --run runs/<experiment>`.
+`.venv/bin/python benchmarks/tta.py --run runs/<experiment>`.
 
 Every fold's saved weights (fold<k>/model.safetensors) predict the fold's held-out rows under each
 TTA setting below, exactly as the fold's finish does (the validation transforms at the full size,
