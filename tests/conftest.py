@@ -106,3 +106,14 @@ def ok(out: subprocess.CompletedProcess) -> str:
     """The stdout of a podium call that must succeed; its output tails when it did not."""
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one state (its precision among it) per process: a test that trains a fold in
+    this process starts and ends with none, whatever other in-process tests set."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)

@@ -59,16 +59,13 @@ def test_extra_rows_join_every_training_fold_and_nothing_else(tmp_path):
 
 
 @pytest.mark.slow  # trains three folds in this process
-def test_extra_rows_never_reach_oof_or_a_score(tmp_path):
-    from accelerate.state import AcceleratorState
-
+def test_extra_rows_never_reach_oof_or_a_score(tmp_path, fresh_accelerate_state):
     from podium.stages.check import preflight
     from podium.stages.folds import run_folds
     from podium.stages.oof import run_oof
     from podium.train.loop import train_fold
     from podium.train.precision import resolve
 
-    AcceleratorState._reset_state(True)
     extra_dir, extra_ids = _extra(tmp_path / "more")
     # weighted and mixed: the loop's weighted-loss path with Mixup/CutMix on every batch
     cfg = _config(tmp_path, extra_dir, weight=2.0, mix={"prob": 1.0, "off_epochs": 0})
@@ -77,7 +74,6 @@ def test_extra_rows_never_reach_oof_or_a_score(tmp_path):
     for k in range(3):
         train_fold(cfg, k, layout.train_inputs(cfg, k, data_hash), speed=resolve(cfg, comp.num_outputs))
     cv = run_oof(cfg, show=False)
-    AcceleratorState._reset_state(True)
     oof = pd.read_csv(cfg.run_dir / layout.OOF_CSV, dtype={"id": str})
     assert sorted(oof["id"]) == sorted(comp.train["id"]) and cv["rows"] == len(comp.train)
     for k in range(3):

@@ -93,15 +93,6 @@ def test_batchnorm_statistics_match_torchs_update_bn():
     assert not ours.training
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
-
-
 @pytest.mark.slow  # trains two folds in this process
 def test_a_fold_keeps_the_average_of_its_best_epochs_and_scores_the_best_epoch_beside(tmp_path,
                                                                                       fresh_accelerate_state):

@@ -120,16 +120,6 @@ def test_settings_the_config_fixes_are_not_measured(tmp_path, monkeypatch):
         == ("no", True)
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """accelerate keeps one precision per process: other in-process tests trained in float32."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
-
-
 @pytest.mark.slow  # trains a fold in this process
 @pytest.mark.parametrize("ema", [False, True])
 def test_a_fold_trained_in_bf16_channels_last_predicts_in_float32(tmp_path, fresh_accelerate_state, ema):
