@@ -27,8 +27,8 @@ from podium.runs import layout, records
 def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str = layout.OOF_CSV
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of train.csv, their OOF predictions (n, C), their fold) for the rows of `folds`, in
-    train.csv's order; each fold's file must hold exactly its rows of folds.csv. `which`: OOF_CSV, or
-    a variant beside it (`variant_files`; a fold without the variant file contributes its oof.csv)."""
+    train.csv's order; each fold's file (`which`: OOF_CSV, or a variant beside it: `variant_files`)
+    must hold exactly its rows of folds.csv."""
     id_col, cols = cfg.data.id_column, comp.prob_columns
     folds_path = layout.folds_csv(cfg)
     table = pd.read_csv(folds_path, dtype={id_col: str})
@@ -38,8 +38,8 @@ def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str
         raise PodiumError(f"{folds_path} does not cover {cfg.data.train_csv} exactly once; rerun make folds")
     fold_col = fold_of.loc[train_ids].to_numpy()
     rows = np.flatnonzero(np.isin(fold_col, folds))
-    parts = [layout.read_fold(cfg, k, which if (layout.fold_dir(cfg, k) / which).is_file() else layout.OOF_CSV,
-                              cols, expected_ids=fold_of.index[fold_of.to_numpy() == k]) for k in folds]
+    parts = [layout.read_fold(cfg, k, which, cols, expected_ids=fold_of.index[fold_of.to_numpy() == k])
+             for k in folds]
     joined = layout.Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.probs for p in parts]))
     return rows, joined.in_order(train_ids[rows]), fold_col[rows]
 
@@ -55,9 +55,11 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     date already)."""
     n = cfg.folds.n_splits
     paths = {layout.fold_name(k): layout.fold_dir(cfg, k) / layout.OOF_CSV for k in range(n)}
-    for name in variant_files(cfg):
-        paths |= {f"{layout.fold_name(k)}/{name}": layout.fold_dir(cfg, k) / name for k in range(n)
-                  if (layout.fold_dir(cfg, k) / name).is_file()}
+    # Folds trained before podium wrote a variant lack its file: no figure for it rather than a wrong one.
+    variants = {name: key for name, key in variant_files(cfg).items()
+                if all((layout.fold_dir(cfg, k) / name).is_file() for k in range(n))}
+    for name in variants:
+        paths |= {f"{layout.fold_name(k)}/{name}": layout.fold_dir(cfg, k) / name for k in range(n)}
     out_json = layout.cv_json(cfg)
     kind = postprocess_kind(cfg, comp)
     inputs = {"config": config_hash(cfg, layout.training_sections(cfg)), "postprocess": kind,
@@ -68,9 +70,7 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
     cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
-    for name, key in variant_files(cfg).items():  # the same folds' variant, scored the same way (nested too)
-        if not all(_has_variant(cfg, k, name) for k in range(n)):
-            continue  # folds trained before podium wrote it: no figure rather than a wrong one
+    for name, key in variants.items():  # the same folds' variant, scored the same way (nested too)
         _, other, _ = oof_predictions(cfg, comp, list(range(n)), name)
         without, _ = score_oof(cfg, comp, other, fold_col, kind)
         cv[key] = {"score_without": without["score"], "fold_scores_without": without["fold_scores"],
@@ -83,15 +83,6 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     artifacts.write_json(out_json, cv)
     records.mark_done(cfg.run_dir, layout.OOF_STAGE, inputs, outputs)
     return cv, False
-
-
-def _has_variant(cfg: Config, fold: int, name: str) -> bool:
-    """Whether fold `fold` has variant `name`: its file, or, for the best epoch without averaging, a
-    fold whose final weights came from one epoch (its oof.csv is the best epoch's)."""
-    if (layout.fold_dir(cfg, fold) / name).is_file():
-        return True
-    return name == layout.OOF_BEST_EPOCH_CSV and len(layout.trained_info(cfg, fold).get("final_weights_epochs",
-                                                                                       [0, 0])) == 1
 
 
 def variant_files(cfg: Config) -> dict[str, str]:

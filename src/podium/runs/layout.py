@@ -39,7 +39,8 @@ TEST_CSV = "test.csv"
 # mean): make oof scores the run with and without TTA from one prediction pass.
 OOF_PLAIN_CSV = "oof_plain.csv"
 TEST_PLAIN_CSV = "test_plain.csv"
-# With checkpoint averaging (train.average_top_k), the fold's OOF from its best epoch alone.
+# With checkpoint averaging (train.average_top_k > 1), the fold's OOF from its best epoch alone
+# (oof.csv again when fewer than two epochs could be averaged).
 OOF_BEST_EPOCH_CSV = "oof_best_epoch.csv"
 FOLD_VARIANTS = (OOF_PLAIN_CSV, TEST_PLAIN_CSV, OOF_BEST_EPOCH_CSV)
 TTA_JSON = "tta.json"  # benchmarks/tta.py: the run's OOF under several TTA settings

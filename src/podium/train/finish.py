@@ -110,8 +110,8 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
         if len(views) > 1:
             written += [(layout.OOF_PLAIN_CSV, data.valid_df[id_col], oof_plain),
                         (layout.TEST_PLAIN_CSV, comp.test[id_col], test_plain)]
-        if averaging:
-            written.append((layout.OOF_BEST_EPOCH_CSV, data.valid_df[id_col], best_oof))
+        if cfg.train.average_top_k > 1:  # the best epoch's OOF, beside; the fold's own when nothing was averaged
+            written.append((layout.OOF_BEST_EPOCH_CSV, data.valid_df[id_col], best_oof if averaging else oof_probs))
         for name, ids, probs in written:
             artifacts.write_csv(out / name, layout.prediction_frame(ids, data.unscale(probs), cols, id_col))
         history = pd.DataFrame(state.history)
