@@ -73,7 +73,7 @@ def loader_rate(ds, batch_size: int, workers: int, epochs: int = 3) -> float:
     n, start = 0, time.perf_counter()
     for epoch in range(epochs):
         ds.size.set(epoch + 1, ds.size.size)
-        for images, _, _ in loader:
+        for images, _, _, _ in loader:
             n += len(images)
     return n / (time.perf_counter() - start)
 

@@ -24,8 +24,9 @@ from podium import artifacts
 from podium.config.sections import PredictConfig
 from podium.data.competition import load_competition
 from podium.data.datasets import ImageDataset, Normalize
+from podium.data.features import FeatureEncoder
 from podium.evaluate.metrics import score
-from podium.predict.forward import probabilities
+from podium.predict.forward import logits_of, probabilities
 from podium.predict.kernel import _DecodeForSize
 from podium.predict.tta import views
 from podium.runs import layout
@@ -53,7 +54,7 @@ def main() -> None:
     train = comp.train.set_index(comp.train[id_col].astype(str))
     own = views(cfg.predict)  # what the run's oof.csv was predicted with: predicted here too, as a check
     union = sorted({v for s in [*SETTINGS.values(), cfg.predict] for v in views(s)}, key=lambda v: v.name)
-    model = create_model(cfg.model.without_weights(), comp.num_outputs).eval()
+    model = create_model(cfg.model.without_weights(), comp.num_outputs, comp.feature_width).eval()
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, "cpu")
     cache = _DecodeForSize(size) if cfg.data.cache else None
     probs = {v: [] for v in union}
@@ -61,16 +62,19 @@ def main() -> None:
     for k in range(cfg.folds.n_splits):
         rows = train.loc[folds.index[folds.to_numpy() == k]]
         model.load_state_dict(load_file(str(run / layout.fold_name(k) / layout.WEIGHTS)))
-        ds = ImageDataset(rows["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid",
-                          augment_seed=False, cache=cache)
+        encoding = layout.fold_record(cfg, k).get("info", {}).get("features")  # the fold's metadata scaling
+        features = FeatureEncoder.from_json(encoding).transform(rows) if encoding else None
+        ds = ImageDataset(rows["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid", augment_seed=False,
+                          cache=cache, features=features)
         loader = DataLoader(ds, batch_size=cfg.predict.batch_size or 2 * cfg.train.batch_size,
                             num_workers=cfg.train.num_workers)
         with torch.no_grad():
-            for images, _, _ in loader:
+            for images, features, _, _ in loader:
                 x = normalize(images)
                 for v in union:
                     start = time.time()
-                    probs[v].append(probabilities(model(v.apply(x)), comp.task).numpy().astype(np.float64))
+                    logits = logits_of(model, v.apply(x), features)
+                    probs[v].append(probabilities(logits, comp.task).numpy().astype(np.float64))
                     seconds[v] += time.time() - start
         ids += list(rows.index)
         print(f"fold {k}: {len(rows)} rows, {len(union)} views")

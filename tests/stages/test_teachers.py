@@ -88,7 +88,7 @@ def test_pseudo_labelled_rows_reach_training_batches_only(teacher):
     n_fold = len(comp.train) - len(data.valid_df)
     assert data.pseudo_rows == len(comp.test) == 15 and len(data.train_df) == n_fold + 15
     assert list(data.train_df["path"][n_fold:]) == list(comp.test["path"])
-    seen = np.concatenate([idx.numpy() for _, _, idx in data.train_loader])
+    seen = np.concatenate([idx.numpy() for _, _, _, idx in data.train_loader])
     assert (seen >= n_fold).any()  # pseudo-labelled test images in the training batches
     assert set(data.valid_df["id"]).isdisjoint(comp.test["id"])
     assert len(data.valid_loader.dataset) == len(data.valid_df)

@@ -83,7 +83,7 @@ def test_batchnorm_statistics_match_torchs_update_bn():
     for m in itertools.chain(ours.modules(), theirs.modules()):  # statistics of some other data
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(7.0)
-    assert recompute_batchnorm(ours, batches, _Single()) == 20
+    assert recompute_batchnorm(ours, [(b, None) for b in batches], _Single()) == 20
     update_bn(batches, theirs)
     for a, b in zip(ours.modules(), theirs.modules(), strict=True):
         if isinstance(a, torch.nn.BatchNorm2d):

@@ -119,7 +119,7 @@ def test_frozen_epochs_train_the_head_only_then_everything(tmp_path):
     model = create_model(cfg.model, 3)
     step = _step(cfg, model)
     gen = torch.Generator().manual_seed(1)
-    batches = [(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=gen),
+    batches = [(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=gen), torch.zeros(8, 0),
                 torch.randint(0, 3, (8,), generator=gen), torch.arange(8)) for _ in range(3)]
     head_ids = {id(p) for p in head_parameters(model)}
     backbone = step.backbone

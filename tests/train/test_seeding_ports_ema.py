@@ -23,7 +23,7 @@ def _augmenting_dataset(paths, state):
 
 def _epoch(ds, workers):
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False, num_workers=workers)
-    return torch.cat([x for x, _, _ in loader])
+    return torch.cat([x for x, _, _, _ in loader])
 
 
 def test_augmentation_is_per_sample_per_epoch_and_independent_of_workers(competition):

@@ -47,6 +47,14 @@ class DataConfig(Section):
         "it, weight: 1.0}`, with train_csv's id and target columns: they join every fold's training rows and are never "
         "validated on, never in folds.csv, oof.csv or a score; checked as train_csv is (targets, images, ids "
         "unique and none of train's or test's, classes among train_csv's)"))
+    features: list[str] = Field(default_factory=list, description=(
+        "tabular metadata beside the image: columns of train_csv and test_csv (and every data.extra CSV); "
+        "a numeric column is standardized by the fold's training rows' mean and std, with a 0/1 column "
+        "flagging a missing value; a text column (or one in `data.categorical`) becomes one 0/1 column per "
+        "category, with one for a category the fold's training rows never showed. A small MLP "
+        "(`model.features_hidden`) reads them; its output joins the pooled image features before the head"))
+    categorical: list[str] = Field(default_factory=list, description=(
+        "columns of `data.features` to treat as categories though they hold numbers (a site code, a year)"))
     cache: bool = Field(False, description=(
         "decode every image once, its shorter side shrunk to `train.image_size`, into a memory-mapped "
         "cache under `<runs_dir>/.cache/images/` shared by all folds, epochs, workers and experiments on "
@@ -61,6 +69,11 @@ class DataConfig(Section):
             raise ValueError("data.target: a column is listed twice")
         if isinstance(self.target, list) and len(self.target) < 2:
             raise ValueError("data.target: a list of columns needs at least two; name the column alone")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("data.features: a column is listed twice")
+        if set(self.categorical) - set(self.features):
+            raise ValueError(f"data.categorical: {sorted(set(self.categorical) - set(self.features))[0]!r} "
+                             "is not in data.features")
         return self
 
     @property

@@ -42,6 +42,9 @@ ADDED_KEYS: dict[str, object] = {
     "predict.tta_scales": [1.0],
     "train.average_top_k": 1,
     "data.extra": [],
+    "data.features": [],
+    "data.categorical": [],
+    "model.features_hidden": 64,
 }
 
 # The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,

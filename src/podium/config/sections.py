@@ -74,6 +74,9 @@ class ModelConfig(Section):
         "(`zero`: every first prediction uniform, so the first updates train the head and send no random "
         "gradients into pretrained features); `zero` is the fine-tuning default"))
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    features_hidden: int = Field(64, ge=1, le=4096, description=(
+        "with `data.features`: the width of the MLP (two layers) that reads them; its output is "
+        "concatenated to the pooled image features before a new classifier"))
     # Stochastic depth (Huang et al. 2016); timm ramps the rate up block by block to this value.
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "stochastic depth: the chance that the last residual block is skipped in a training step, ramped up "

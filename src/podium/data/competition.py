@@ -17,6 +17,7 @@ import pandas as pd
 
 from podium.artifacts import file_hash, read_json, text_hash
 from podium.config import Config
+from podium.data.features import check_table, feature_layout
 from podium.data.images import is_decodable
 from podium.errors import PodiumError
 
@@ -46,6 +47,13 @@ class Competition:
     # data.extra's rows, all of them, with `path` and `weight` (in the training loss) columns:
     # training rows of every fold, never validated on or scored (None: the config names none).
     extra: pd.DataFrame | None = None
+    # data.features' layout (data/features.py): which columns, numeric or which categories; () without any
+    features: tuple = ()
+
+    @property
+    def feature_width(self) -> int:
+        """The width of a row's encoded metadata (data.features); 0 without any."""
+        return sum(c.width for c in self.features)
 
     @property
     def num_outputs(self) -> int:
@@ -224,12 +232,22 @@ def load_competition(cfg: Config) -> Competition:
     if clash:
         raise PodiumError(f"{train_csv}: a class or label is named {sorted(clash)[0]!r}, which oof.csv needs for "
                           "its own column; rename it")
+    features = ()
+    if data.features:
+        if not data.test_csv:
+            raise PodiumError("config key 'data.features': the test rows need the feature columns too, and "
+                              "data.test_csv is null (the sample submission holds only ids and predictions)")
+        features = feature_layout(train, data.features, data.categorical, train_csv,
+                                  [data.id_column, *data.target_columns])
+        check_table(test, features, test_csv)
     return Competition(train=train, test=test, sample=sample, classes=classes, task=data.task, data_dir=root,
                        prob_columns=prob_columns, target_columns=data.target_columns, target_kind=_target_kind(cfg),
-                       id_column=data.id_column, extra=_extra_rows(cfg, train, test, classes))
+                       id_column=data.id_column, extra=_extra_rows(cfg, train, test, classes, features),
+                       features=features)
 
 
-def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: list) -> pd.DataFrame | None:
+def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: list,
+                features: tuple) -> pd.DataFrame | None:
     """data.extra's tables, checked as train_csv is, joined (with their image paths); None without any.
     Their ids must be unique and none of train_csv's or the test set's (a row's id names its
     predictions, and an extra row is never predicted); their classes must be train_csv's (the model's
@@ -261,8 +279,10 @@ def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: l
             if bad.any():
                 raise PodiumError(f"{csv}: id(s) {_list(df.loc[bad, data.id_column])} have class(es) "
                                   f"{_list(df.loc[bad, data.target].unique())} that {data.train_csv} does not")
+        check_table(df, features, csv)
         paths = image_paths(df, extra.images, f"data.extra[{i}].images", csv, folder)
-        parts.append(df[[data.id_column, *data.target_columns]].assign(path=paths, weight=extra.weight))
+        columns = [data.id_column, *data.target_columns, *[c.name for c in features]]
+        parts.append(df[columns].assign(path=paths, weight=extra.weight))
     return pd.concat(parts, ignore_index=True) if parts else None
 
 

@@ -104,13 +104,18 @@ class LoaderState:
 
 
 class ImageDataset(Dataset):
-    """Returns (uint8 image tensor, target, row index). The row index travels with the batch so that
-    predictions gathered from several processes are written by id, never by position."""
+    """Returns (uint8 image tensor, features, target, row index). The row index travels with the batch so
+    that predictions gathered from several processes are written by id, never by position. `features`:
+    the row's encoded metadata (data.features), float32 of shape (F,); of shape (0,) without any."""
 
     def __init__(self, paths, targets, steps: list[dict], size: LoaderState | int,
-                 seed: int, key: str, *, augment_seed: bool, cache=None):
+                 seed: int, key: str, *, augment_seed: bool, cache=None, features: np.ndarray | None = None):
         self.paths = [str(p) for p in paths]
         self.targets = targets
+        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) \
+            if features is not None else torch.zeros((len(self.paths), 0))
+        if len(self.features) != len(self.paths):
+            raise ValueError(f"{len(self.features)} feature rows for {len(self.paths)} images")
         self.steps, self.key = steps, key
         self.size = size  # a fixed size, or the LoaderState that says the epoch's size
         self.seed = seed
@@ -136,7 +141,7 @@ class ImageDataset(Dataset):
             tf.set_random_seed(int(ss.generate_state(1)[0]))
         x = tf(image=image)["image"]
         y = self.targets[i] if self.targets is not None else 0
-        return x, y, i
+        return x, self.features[i], y, i
 
 
 def class_index(targets: np.ndarray, task: str) -> np.ndarray:

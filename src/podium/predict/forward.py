@@ -38,13 +38,24 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.T
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
 
 
-def forward_views(model, images: torch.Tensor, task: str, views=(PLAIN,)) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_of(model, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's logits for a normalized batch; a model with metadata (data.features: `features`
+    of shape (n, F), F > 0) reads the rows' features too."""
+    if features is None or features.shape[-1] == 0:
+        return model(images)
+    return model(images, features.to(images.device, non_blocking=True))
+
+
+def forward_views(model, images: torch.Tensor, task: str, views=(PLAIN,),
+                  features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits of the plain view, for the loss; probabilities of each view (V, n, C)) of a normalized
-    batch. `views[0]` must be the plain view (predict.tta.views puts it first)."""
+    batch. `views[0]` must be the plain view (predict.tta.views puts it first). A view changes the
+    image only: each reads the same metadata."""
     if views[0] != PLAIN:
         raise ValueError(f"the first view must be the plain one, not {views[0].name}")
-    logits = model(images)
-    probs = [probabilities(logits, task)] + [probabilities(model(v.apply(images)), task) for v in views[1:]]
+    logits = logits_of(model, images, features)
+    probs = [probabilities(logits, task)] + [probabilities(logits_of(model, v.apply(images), features), task)
+                                             for v in views[1:]]
     return logits, torch.stack(probs)
 
 
@@ -61,9 +72,9 @@ def predict(model, loader, normalize, accelerator, task: str, *, views=(PLAIN,),
     """
     model.eval()
     means, plains, rows, losses = [], [], [], []
-    for images, y, idx in loader:
+    for images, features, y, idx in loader:
         with accelerator.autocast() if autocast else contextlib.nullcontext():
-            logits, p = forward_views(model, normalize(images), task, views)
+            logits, p = forward_views(model, normalize(images), task, views, features)
         loss = per_sample_loss(logits, y, task) if with_loss else torch.zeros(len(idx), device=p.device)
         mean, plain, idx, loss = accelerator.gather_for_metrics((p.mean(dim=0).contiguous(), p[0].contiguous(), idx,
                                                                   loss))

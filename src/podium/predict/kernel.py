@@ -17,6 +17,7 @@ from podium.config import config_from_dict
 from podium.console import say
 from podium.data.competition import Competition, image_paths, read_csv
 from podium.data.datasets import ImageDataset, Normalize
+from podium.data.features import FeatureEncoder, check_table
 from podium.evaluate.ensemble import blend
 from podium.evaluate.postprocess import Fitted
 from podium.evaluate.submission import build_submission
@@ -62,20 +63,25 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
     cfg, comp, meta, _ = _load(folder, data_dir)
     size = cfg.train.image_size
     cache = _DecodeForSize(size) if cfg.data.cache else None
-    ds = ImageDataset(comp.test["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid", augment_seed=False,
-                      cache=cache)
-    loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
-                        num_workers=cfg.train.num_workers)
-    model = create_model(cfg.model, comp.num_outputs).to(device).eval()
+    encoders = [FeatureEncoder.from_json(tree) for tree in meta["features"]] if meta.get("features") else None
+    model = create_model(cfg.model, comp.num_outputs, encoders[0].width if encoders else 0).to(device).eval()
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, device)
     views = tta_views(cfg.predict)
     total = None
+    if encoders:
+        check_table(comp.test, encoders[0].columns, data_dir / cfg.data.test_csv)
     for k in range(meta["folds"]):
+        # Each fold's own metadata scaling: the one its model was trained with.
+        features = encoders[k].transform(comp.test) if encoders else None
+        ds = ImageDataset(comp.test["path"], None, cfg.augment.valid, size, cfg.seed, "augment.valid",
+                          augment_seed=False, cache=cache, features=features)
+        loader = DataLoader(ds, batch_size=batch_size or cfg.predict.batch_size or 2 * cfg.train.batch_size,
+                            num_workers=cfg.train.num_workers)
         model.load_state_dict(load_file(str(folder / layout.bundle_weights(k))))
         parts = []
         with torch.no_grad():
-            for images, _, _ in loader:
-                _, p = forward_views(model, normalize(images), comp.task, views)
+            for images, feats, _, _ in loader:
+                _, p = forward_views(model, normalize(images), comp.task, views, feats.to(device))
                 parts.append(p.mean(dim=0).float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(comp.test), -1).astype(np.float64)
         scale = meta["target_scales"][k]

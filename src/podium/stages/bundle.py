@@ -85,6 +85,9 @@ def _write_experiment(cfg: Config, comp, dest: Path) -> int:
         **_competition_meta(comp), "folds": n,
         # a regression fold's (mean, std) that its head learned in; null otherwise
         "target_scales": [layout.fold_record(cfg, k).get("info", {}).get("target_scale") for k in range(n)],
+        # with data.features, each fold's metadata encoding (fitted on its training rows); null otherwise
+        "features": [layout.fold_record(cfg, k).get("info", {}).get("features") for k in range(n)]
+        if cfg.data.features else None,
         # what make oof fitted on the OOF (thresholds, cut-points, temperature), applied as make submit does
         "postprocess": post.to_json() if post is not None else None,
     })

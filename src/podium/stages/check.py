@@ -43,7 +43,7 @@ def preflight(cfg: Config, processes: int = 1) -> tuple[Competition, str]:
     for size in sorted({cfg.train.image_size, *(size_at(e, cfg) for e in range(cfg.train.epochs))}):
         check_transforms(cfg.augment, size)  # every size progressive resizing will ask for
     # An unknown model or weights file, or a train key the model cannot honour, fails here, not on a GPU.
-    check_fine_tuning(create_model(cfg.model, comp.num_outputs), cfg)
+    check_fine_tuning(create_model(cfg.model, comp.num_outputs, comp.feature_width), cfg)
     data_hash = data_fingerprint(cfg, comp, csv_hash)
     if cfg.data.cache:
         paths = [str(p) for p in image_files(comp)]

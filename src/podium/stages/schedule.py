@@ -27,7 +27,7 @@ def lr_scale_range(cfg: Config, comp: Competition) -> tuple[float, float]:
     if cfg.train.layer_decay is None:
         return 1.0, 1.0
     # The groups depend on the architecture alone: no weights are loaded (or fetched) for them.
-    model = create_model(cfg.model.without_weights(), comp.num_outputs)
+    model = create_model(cfg.model.without_weights(), comp.num_outputs, comp.feature_width)
     check_fine_tuning(model, cfg)
     scales = [group["lr_scale"] for group in build_optimizer(model, cfg).param_groups]
     return min(scales), max(scales)

@@ -14,7 +14,7 @@ from safetensors.torch import save as safetensors_bytes
 from podium import artifacts
 from podium.console import say
 from podium.evaluate.plots import plot_history
-from podium.predict.forward import predict
+from podium.predict.forward import logits_of, predict
 from podium.predict.tta import views as tta_views
 from podium.runs import layout
 from podium.train.loaders import FoldData
@@ -34,8 +34,8 @@ def has_batchnorm(model: torch.nn.Module) -> bool:
 
 @torch.no_grad()
 def recompute_batchnorm(model: torch.nn.Module, batches, accelerator) -> int:
-    """Every BatchNorm layer's running mean and variance measured again over `batches` (normalized
-    image tensors), as torch.optim.swa_utils.update_bn does: averaged weights do not go with the
+    """Every BatchNorm layer's running mean and variance measured again over `batches` ((normalized
+    images, features) pairs), as torch.optim.swa_utils.update_bn does: averaged weights do not go with the
     statistics of any one epoch. Each process measures its share of the training rows; the
     statistics are then averaged over the processes, so every process holds the same model.
     Returns the number of images seen by this process."""
@@ -47,8 +47,8 @@ def recompute_batchnorm(model: torch.nn.Module, batches, accelerator) -> int:
     was_training = model.training
     model.train()
     seen = 0
-    for images in batches:
-        model(images)
+    for images, features in batches:
+        logits_of(model, images, features)
         seen += len(images)
     for m in layers:
         m.momentum = momenta[m]
@@ -70,7 +70,8 @@ def final_weights(step: Step, data: FoldData, state: FoldState, model: torch.nn.
     model.load_state_dict(average_weights(state.top_weights))
     if has_batchnorm(model):
         data.size_state.set(state.epoch, cfg.train.image_size)
-        recompute_batchnorm(model, (step.normalize(images) for images, _, _ in data.train_loader), step.accelerator)
+        recompute_batchnorm(model, ((step.normalize(images), features) for images, features, _, _ in data.train_loader),
+                            step.accelerator)
     weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return weights, sorted(t["epoch"] for t in state.top)
 
@@ -126,6 +127,8 @@ def finish(step: Step, data: FoldData, state: FoldState, fold: int, inputs: dict
                 "final_weights_epochs": epochs}
         if data.target_scale is not None:  # the offline bundle maps its outputs back with it
             info["target_scale"] = list(data.target_scale)
+        if data.features is not None:  # the metadata's scaling fitted on this fold's training rows, for the bundle
+            info["features"] = data.features.to_json()
         layout.mark_trained(cfg, fold, inputs, info=info)
         plot_history(history, cfg.metric, out / layout.HISTORY_PNG)
         if not cfg.checkpoint.keep:  # the fold is done; its optimizer state is dead weight on disk

@@ -14,6 +14,7 @@ from podium.config import Config
 from podium.data.cache import ImageCache, cache_key
 from podium.data.competition import Competition
 from podium.data.datasets import BalancedSampler, ImageDataset, LoaderState, class_index
+from podium.data.features import FeatureEncoder
 from podium.runs import layout
 from podium.runs.finished import read_finished
 from podium.train.teachers import distilled, pseudo_labels, soft_truth
@@ -49,6 +50,8 @@ class FoldData:
     # Each training row's weight in the loss, by position in train_df; None: all 1 (no data.extra
     # weight other than 1), and the loss is the plain mean it always was.
     row_weights: np.ndarray | None = None
+    # data.features' encoding fitted on this fold's training rows; None without metadata
+    features: FeatureEncoder | None = None
 
     def unscale(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs in the target's units (regression); probabilities pass unchanged."""
@@ -74,16 +77,26 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     def learned(y):
         return ((y - scale[0]) / scale[1]).astype(np.float32) if scale else y
 
+    # Metadata is standardized by the fold's training rows (extra rows included, pseudo-labelled
+    # test rows not: they are the rows being predicted), never by a validation row.
+    # train_df holds the fold's own rows, then the pseudo-labelled ones, then the extra ones.
+    own = len(train_df) - pseudo - extra
+    encoder = FeatureEncoder.fit(comp.features, pd.concat([train_df[:own], train_df[own + pseudo:]])) \
+        if comp.features else None
+
+    def feats(df):
+        return encoder.transform(df) if encoder is not None else None
+
     size, aug, seed = cfg.train.image_size, cfg.augment, cfg.seed
     state = LoaderState(size)
     cache = open_cache(cfg, data_hash) if cfg.data.cache else None
     train_ds = ImageDataset(train_df["path"], learned(train_y), aug.train, state, seed, "augment.train",
-                            augment_seed=True, cache=cache)
+                            augment_seed=True, cache=cache, features=feats(train_df))
     valid_state = LoaderState(size)
     valid_ds = ImageDataset(valid_df["path"], learned(valid_y), aug.valid, valid_state, seed, "augment.valid",
-                            augment_seed=False, cache=cache)
+                            augment_seed=False, cache=cache, features=feats(valid_df))
     test_ds = ImageDataset(comp.test["path"], None, aug.valid, size, seed, "augment.valid", augment_seed=False,
-                           cache=cache)
+                           cache=cache, features=feats(comp.test))
     workers, pin = cfg.train.num_workers, torch.cuda.is_available()
     # Each loader draws its workers' base seed from a generator of its own, not from torch's
     # global one: with persistent workers that draw happens only in the first epoch run, which
@@ -106,7 +119,7 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     if extra and (comp.extra["weight"] != 1).any():
         weights = np.concatenate([np.ones(len(train_df) - extra), comp.extra["weight"].to_numpy()]).astype(np.float32)
     return FoldData(train_df, valid_df, valid_y, state, valid_state, train_loader, valid_loader, test_loader, scale,
-                    pseudo, extra, weights)
+                    pseudo, extra, weights, encoder)
 
 
 def with_extra(comp: Competition, train_df: pd.DataFrame, train_y: np.ndarray

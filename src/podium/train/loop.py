@@ -27,7 +27,7 @@ from podium.console import say
 from podium.data.competition import Competition, load_competition
 from podium.data.datasets import Normalize
 from podium.evaluate.metrics import score_all
-from podium.predict.forward import predict
+from podium.predict.forward import logits_of, predict
 from podium.runs import layout
 from podium.runs.provenance import provenance
 from podium.train.checkpoint import load_checkpoint, save_checkpoint
@@ -76,23 +76,27 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
     bar = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True,
                disable=True if progress is None or not accelerator.is_main_process else None)
     start = time.time()
-    for i, (images, y, rows) in enumerate(bar):
+    for i, (images, features, y, rows) in enumerate(bar):
         sizes_seen.add(tuple(images.shape[-2:]))
         images = step.normalize(images)
         with accelerator.accumulate(model):
             target = soft_targets(y, comp.task, comp.num_outputs)
-            # Row weights (data.extra's `weight`) ride as a last target column, so a mixed image's
-            # weight mixes with the same partner and proportion as its target.
+            # Row weights (data.extra's `weight`) and the metadata (data.features) ride as extra
+            # target columns, so a mixed image's weight and features mix with the same partner and
+            # proportion as its target.
             weights = row_weights[rows.to(row_weights.device)] if row_weights is not None else None
+            riders = [features.to(target.device, target.dtype)]
             if weights is not None:
-                target = torch.cat([target, weights.unsqueeze(1).to(target.dtype)], dim=1)
+                riders.append(weights.unsqueeze(1).to(target.dtype))
+            k = target.shape[1]
+            target = torch.cat([target, *riders], dim=1)
             if mix_rng is not None:
                 images, target, _ = mix(images, target, mix_rng, cfg.mix)
-            if weights is not None:
-                target, weights = target[:, :-1], target[:, -1]
+            target, features, weights = (target[:, :k], target[:, k:k + features.shape[1]],
+                                         target[:, -1] if weights is not None else None)
             target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
             with accelerator.autocast():
-                logits = model(images)
+                logits = logits_of(model, images, features)
             loss = step.loss_fn(logits.float(), target) if weights is None else \
                 weighted_loss(step.loss_fn, logits.float(), target, weights)
             accelerator.backward(loss)
@@ -150,7 +154,7 @@ def build_step(cfg: Config, comp: Competition, accelerator: Accelerator, data: F
     """The model, optimizer, scheduler and EMA, prepared by Accelerate together with the loaders.
     Call after seeding: the seed decides the initial weights, the same on every process."""
     use_cpu = not torch.cuda.is_available()
-    model, weights = build_model(cfg.model, comp.num_outputs)
+    model, weights = build_model(cfg.model, comp.num_outputs, data.features.width if data.features else 0)
     if cfg.train.grad_checkpointing:  # the model supports it: checked before launch (stages.preflight)
         model.set_grad_checkpointing(True)
     if not use_cpu:

@@ -7,7 +7,7 @@ from functools import cache
 
 import timm
 import torch
-from timm.models import get_pretrained_cfg
+from timm.models import get_pretrained_cfg, group_parameters
 
 from podium.config import Config
 from podium.config.schema import FINE_TUNING
@@ -24,14 +24,66 @@ def check_name(name: str) -> None:
         raise PodiumError(f"config key 'model.name': timm has no model '{name}'{hint}")
 
 
-def create_model(cfg: ModelConfig, num_outputs: int) -> torch.nn.Module:
+class WithFeatures(torch.nn.Module):
+    """A timm model that also reads the row's metadata (data.features): a two-layer MLP's output is
+    concatenated to the pooled image features, and a new linear classifier reads both (the SIIM-ISIC
+    melanoma winners' design). Called as model(images, features).
+
+    The timm model's parameters keep their names under `body.`, and timm's optimizer factory still
+    finds its layers (group_matcher) and its no-weight-decay tensors, so layer decay, weight decay
+    and gradient checkpointing work as they do without metadata."""
+
+    def __init__(self, body: torch.nn.Module, n_features: int, hidden: int, num_outputs: int, *,
+                 zero_head: bool, drop_rate: float = 0.0):
+        super().__init__()
+        body.reset_classifier(0)  # the body now returns its pooled (pre-logits) features
+        width = int(getattr(body, "head_hidden_size", None) or body.num_features)
+        self.body = body
+        self.meta = torch.nn.Sequential(
+            torch.nn.Linear(n_features, hidden), torch.nn.SiLU(), torch.nn.Dropout(drop_rate),
+            torch.nn.Linear(hidden, hidden), torch.nn.SiLU())
+        self.head = torch.nn.Linear(width + hidden, num_outputs)
+        if zero_head:
+            with torch.no_grad():
+                self.head.weight.zero_()
+                self.head.bias.zero_()
+
+    def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        pooled = self.body(images)
+        return self.head(torch.cat([pooled, self.meta(features.to(pooled.dtype))], dim=1))
+
+    def get_classifier(self):
+        # Both new parts: what train.freeze_epochs trains while the image model is frozen.
+        return [self.head, self.meta]
+
+    def group_matcher(self, coarse: bool = False):
+        """The body's layers as timm groups them; the MLP and the head above the top one."""
+        inner = group_parameters(self.body, self.body.group_matcher(coarse), reverse=True)
+        top = max(inner.values(), default=0) + 1
+        return lambda name: inner[name[len("body."):]] if name.startswith("body.") else top
+
+    def no_weight_decay(self) -> set[str]:
+        inner = self.body.no_weight_decay() if hasattr(self.body, "no_weight_decay") else set()
+        return {f"body.{name}" for name in inner}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.body.set_grad_checkpointing(enable)
+
+
+def image_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The timm model itself: the body of a model with metadata."""
+    return model.body if isinstance(model, WithFeatures) else model
+
+
+def create_model(cfg: ModelConfig, num_outputs: int, n_features: int = 0) -> torch.nn.Module:
     """A timm model with `num_outputs` logits, from cfg.pretrained_file when one is named."""
-    return build_model(cfg, num_outputs)[0]
+    return build_model(cfg, num_outputs, n_features)[0]
 
 
-def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Loaded | None]:
+def build_model(cfg: ModelConfig, num_outputs: int, n_features: int = 0) -> tuple[torch.nn.Module, Loaded | None]:
     """(the model, what its weights were loaded from): a timm model with `num_outputs` logits,
-    filled from the hub (cfg.pretrained) or cfg.pretrained_file, every tensor verified (train/weights.py)."""
+    filled from the hub (cfg.pretrained) or cfg.pretrained_file, every tensor verified (train/weights.py);
+    with `n_features` > 0, wrapped to read that many metadata columns too (WithFeatures)."""
     check_name(cfg.name)
     kwargs: dict = {"num_classes": num_outputs, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate > 0:  # only when asked: some models (Inception, DLA, ...) take no such argument
@@ -53,6 +105,9 @@ def build_model(cfg: ModelConfig, num_outputs: int) -> tuple[torch.nn.Module, Lo
         with torch.no_grad():
             for param in head_parameters(model):
                 param.zero_()
+    if n_features:
+        model = WithFeatures(model, n_features, cfg.features_hidden, num_outputs, zero_head=cfg.head_init == "zero",
+                             drop_rate=cfg.drop_rate)
     return model, loaded
 
 
@@ -95,7 +150,7 @@ def check_fine_tuning(model: torch.nn.Module, cfg: Config) -> None:
     """Refuse, before any training, a `train` key that this model cannot honour (a one-line
     PodiumError naming the key). Turns gradient checkpointing on in `model` when asked."""
     name, train = cfg.model.name, cfg.train
-    if train.layer_decay is not None and not hasattr(model, "group_matcher"):
+    if train.layer_decay is not None and not hasattr(image_model(model), "group_matcher"):
         came = (" (the fine-tuning default with pretrained weights)"
                 if train.layer_decay == FINE_TUNING.get("train.layer_decay") else "")
         raise PodiumError(f"config key 'train.layer_decay'{came}: timm's {name} has no group_matcher, so its layers "
