@@ -258,6 +258,10 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
               + (f"; resuming after epoch {state.epoch} from {resume}" if resume else ""))
         say(f"speed: {speed}", f"model: {cfg.model.name}, {step.weights or 'random initial weights'}; "
                                f"input normalized with mean {list(cfg.augment.mean)}, std {list(cfg.augment.std)}")
+        if data.features is not None:
+            say(f"metadata (data.features): {', '.join(c.name for c in data.features.columns)} as "
+                f"{data.features.width} inputs to an MLP of width {cfg.model.features_hidden}, scaled by this "
+                "fold's training rows")
         for note in (fine_tuning_note(cfg), resize_note(cfg)):
             if note:
                 say(note)
