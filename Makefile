@@ -22,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install demo demo-data check folds train cv oof submit blend schedule ablate report leaderboard bundle \
+.PHONY: help install demo demo-data check folds train cv oof submit blend schedule ablate report audit leaderboard bundle \
         bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
@@ -97,6 +97,9 @@ ablate: $(VENV)/.installed  ## FOLDS=0,1: the five tricks' effect on the CV scor
 
 report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images [NAME=a blend]
 	$(PODIUM) report --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)
+
+audit: $(VENV)/.installed  ## runs/<exp>/audit.html + audit.csv: duplicate images (in train, across folds, in test), label suspects
+	$(PODIUM) audit --config $(CONFIG) $(OVERRIDES)
 
 leaderboard: $(VENV)/.installed  ## all experiments' CV scores, best first
 	$(PODIUM) leaderboard

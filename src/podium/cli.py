@@ -69,6 +69,8 @@ COMMANDS: dict[str, Command] = {
     "ablate": Command("ablate:run_ablation", "train no tricks / all five / all minus each one on the same folds",
                       (FOLDS, NPROC)),
     "report": Command("report:run_report", "write runs/<exp>/report.html", (NAME,)),
+    "audit": Command("audit:run_audit", "write runs/<exp>/audit.html, audit.csv, audit_groups.csv: duplicate "
+                     "images and label suspects"),
     "bundle": Command("bundle:run_bundle", "write runs/<exp>/bundle/ for an offline Kaggle kernel", (NAME,)),
     "blend": Command("blend:blend_stage", "join finished runs into runs/<name>/ and submissions/<name>.csv", (
         Option(("--exps",), dict(nargs="+", required=True, help="the runs to blend (experiments or blends)")),

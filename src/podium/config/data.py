@@ -55,6 +55,14 @@ class DataConfig(Section):
         "(`model.features_hidden`) reads them; its output joins the pooled image features before the head"))
     categorical: list[str] = Field(default_factory=list, description=(
         "columns of `data.features` to treat as categories though they hold numbers (a site code, a year)"))
+    drop_ids: str | list[str] = Field(default_factory=list, description=(
+        "train_csv rows never trained on (suspected wrong labels, broken images, e.g. from `make audit`): "
+        "a list of ids or the path of a CSV file with the id column. They stay in folds.csv, "
+        "are still predicted out of fold and scored: the CV is always on every row, so dropping rows cannot "
+        "raise it by leaving the hard ones out"))
+    relabel: str | None = Field(None, description=(
+        "the path of a CSV file of train_csv ids with corrected target column(s): training uses "
+        "the corrected labels, the CV scores the original ones (so a relabelling cannot flatter the CV)"))
     cache: bool = Field(False, description=(
         "decode every image once, its shorter side shrunk to `train.image_size`, into a memory-mapped "
         "cache under `<runs_dir>/.cache/images/` shared by all folds, epochs, workers and experiments on "
@@ -99,6 +107,11 @@ class FoldsConfig(Section):
     n_splits: int = Field(5, ge=2, description="number of folds")
     group_column: str | None = Field(None, description=(
         "column whose values never straddle two folds (`group`, `stratified_group`)"))
+    groups_csv: str | None = Field(None, description=(
+        "the path of a CSV file with the id column and `group_column` for every train_csv row, when train_csv "
+        "lacks it: "
+        "`make audit` writes runs/<experiment>/audit_groups.csv, whose `audit_group` keeps duplicate images "
+        "in one fold"))
 
     @model_validator(mode="after")
     def _group_needs_column(self):

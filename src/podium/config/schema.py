@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from podium.config.data import DataConfig, FoldsConfig
 from podium.config.sections import (
+    AuditConfig,
     AugmentConfig,
     CheckpointConfig,
     DistillConfig,
@@ -45,6 +46,9 @@ ADDED_KEYS: dict[str, object] = {
     "data.features": [],
     "data.categorical": [],
     "model.features_hidden": 64,
+    "data.drop_ids": [],
+    "data.relabel": None,
+    "folds.groups_csv": None,
 }
 
 # The recipe for fine-tuning pretrained weights: with `model.pretrained` or `model.pretrained_file`,
@@ -138,6 +142,7 @@ class Config(Section):
     postprocess: PostprocessConfig = PostprocessConfig()
     distill: DistillConfig = DistillConfig()
     pseudo: PseudoConfig = PseudoConfig()
+    audit: AuditConfig = AuditConfig()
     metric: MetricName = Field("accuracy", description=(
         "the competition metric; decides the best epoch and the CV score: "
         + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))

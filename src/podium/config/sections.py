@@ -319,6 +319,14 @@ class PseudoConfig(Section):
         "null: every test image with the teacher's probabilities as a soft target (regression: always)"))
 
 
+class AuditConfig(Section):
+    near_distance: int = Field(6, ge=0, le=32, description=(
+        "`make audit`: two images are near-duplicates when their 64-bit perceptual hashes differ in at most "
+        "this many bits (0: only pictures alike to the hash; two unrelated photographs differ in about 32)"))
+    suspects: int = Field(50, ge=0, description=(
+        "`make audit`: how many train rows with the lowest out-of-fold probability of their own label to list"))
+
+
 class PostprocessConfig(Section):
     enabled: bool = Field(True, description=(
         "fit on the out-of-fold predictions what the metric rewards, and apply it to the submission: a "

@@ -202,7 +202,8 @@ def load_competition(cfg: Config) -> Competition:
     train_csv = root / data.train_csv
     # No test.csv (Cassava, Dog Breed, Planet): the sample submission's ids are the test rows.
     test_csv = root / data.test_csv if data.test_csv else sample_csv
-    extra = [cfg.folds.group_column] if cfg.folds.group_column else []
+    # folds.groups_csv: the group column comes from that file (data/corrections.py), not train_csv
+    extra = [cfg.folds.group_column] if cfg.folds.group_column and not cfg.folds.groups_csv else []
     train = read_csv(train_csv, data.id_column, data.target_columns + extra)
     _check_targets(train, train_csv, cfg)
     sample = read_csv(sample_csv, data.id_column, [])
@@ -246,6 +247,26 @@ def load_competition(cfg: Config) -> Competition:
                        features=features)
 
 
+def conform_targets(df: pd.DataFrame, csv: Path, cfg: Config, classes: list) -> None:
+    """Another table's targets (data.extra, data.relabel) checked and typed as train_csv's, in
+    place: its classes or labels must be among train_csv's (the model's outputs are)."""
+    data = cfg.data
+    _check_targets(df, csv, cfg, whole=False)
+    if data.task == "regression":
+        df[data.target] = pd.to_numeric(df[data.target])
+    elif data.tag_string:
+        unknown = sorted({t for tags in split_tags(df[data.target]) for t in tags} - set(classes))
+        if unknown:
+            raise PodiumError(f"{csv}: label(s) {_list(unknown)} are not among {data.train_csv}'s labels")
+    elif data.task == "multiclass" and not data.one_hot:
+        if df[data.target].dtype.kind == "f" and (df[data.target] % 1 == 0).all():
+            df[data.target] = df[data.target].astype(np.int64)
+        bad = ~df[data.target].isin(classes)
+        if bad.any():
+            raise PodiumError(f"{csv}: id(s) {_list(df.loc[bad, data.id_column])} have class(es) "
+                              f"{_list(df.loc[bad, data.target].unique())} that {data.train_csv} does not")
+
+
 def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: list,
                 features: tuple) -> pd.DataFrame | None:
     """data.extra's tables, checked as train_csv is, joined (with their image paths); None without any.
@@ -260,25 +281,12 @@ def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: l
         folder = Path(extra.dir) if extra.dir is not None else root
         csv = folder / extra.csv
         df = read_csv(csv, data.id_column, data.target_columns)
-        _check_targets(df, csv, cfg, whole=False)
         for ident in df[data.id_column]:
             where = taken.get(ident) or seen.get(ident)
             if where:
                 raise PodiumError(f"{csv}: id {ident!r} is also in {where}: an extra row needs an id of its own")
             seen[ident] = csv.name
-        if data.task == "regression":
-            df[data.target] = pd.to_numeric(df[data.target])
-        elif data.tag_string:
-            unknown = sorted({t for tags in split_tags(df[data.target]) for t in tags} - set(classes))
-            if unknown:
-                raise PodiumError(f"{csv}: label(s) {_list(unknown)} are not among {data.train_csv}'s labels")
-        elif data.task == "multiclass" and not data.one_hot:
-            if df[data.target].dtype.kind == "f" and (df[data.target] % 1 == 0).all():
-                df[data.target] = df[data.target].astype(np.int64)
-            bad = ~df[data.target].isin(classes)
-            if bad.any():
-                raise PodiumError(f"{csv}: id(s) {_list(df.loc[bad, data.id_column])} have class(es) "
-                                  f"{_list(df.loc[bad, data.target].unique())} that {data.train_csv} does not")
+        conform_targets(df, csv, cfg, classes)
         check_table(df, features, csv)
         paths = image_paths(df, extra.images, f"data.extra[{i}].images", csv, folder)
         columns = [data.id_column, *data.target_columns, *[c.name for c in features]]

@@ -48,3 +48,14 @@ def is_decodable(path: str | Path) -> bool:
     except OSError:
         return False
     return decode_rgb(buf, cv2.IMREAD_REDUCED_COLOR_8) is not None
+
+
+def thumbnail_jpeg(path: str | Path, side: int = 128) -> bytes:
+    """The image shrunk to fit `side` x `side` (never enlarged), as JPEG bytes: for report pages."""
+    img = read_rgb(path)
+    scale = side / max(img.shape[:2])
+    if scale < 1:
+        img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes()

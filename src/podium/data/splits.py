@@ -8,6 +8,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 
 from podium.config import Config
 from podium.data.competition import split_tags
+from podium.data.corrections import with_groups
 from podium.errors import PodiumError
 
 
@@ -38,6 +39,8 @@ def split_folds(train: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """A frame of (id, fold) in train.csv's row order; each row in exactly one fold."""
     f, data = cfg.folds, cfg.data
     k, seed = f.n_splits, cfg.seed
+    if f.groups_csv:
+        train = with_groups(train, cfg)
     n = len(train)
     if k > n:
         raise PodiumError(f"folds.n_splits={k} is larger than the {n} rows of {data.train_csv}")

@@ -3,7 +3,7 @@ done-record and of the shape in which a fold's predictions are read.
 
 ```
 runs/<exp>/folds.csv, oof.csv, cv.json, postprocess.json, schedule.csv/.png, ablation.csv/.png,
-           report.html, bundle/, <stage>.done.json
+           report.html, audit.html, audit.csv, audit_groups.csv, bundle/, <stage>.done.json
 runs/<exp>/fold<k>/worker.json, config.yaml, history.csv, history.png, model.safetensors, oof.csv,
                    test.csv, train.done.json, checkpoint/
 runs/<blend>/blend.json, config.yaml, oof.csv, test.csv, cv.json, postprocess.json, blend.done.json
@@ -52,6 +52,8 @@ WORKER_JSON = "worker.json"
 POSTPROCESS_JSON = "postprocess.json"  # the run's: what make oof fitted on the whole OOF
 BLEND_JSON = "blend.json"  # a blend's run folder: its members, method and weights
 CHECKPOINTS = "checkpoint"
+AUDIT_HTML, AUDIT_CSV = "audit.html", "audit.csv"  # make audit: duplicates and label suspects
+AUDIT_GROUPS_CSV = "audit_groups.csv"  # every train row's duplicate group, for folds.groups_csv
 CV_JSON = "cv.json"  # the run's score: the metric, each fold's, the OOF's (make oof, make blend)
 SCHEDULE_CSV = "schedule.csv"
 SCHEDULE_PNG = "schedule.png"
@@ -77,7 +79,8 @@ BUNDLE_MEMBERS = "members"  # a blend's: members/<name>/ holds each member's par
 # The config keys that do not change what a fold learns or predicts: where outputs go and how a
 # run is watched. Every other key, in any section present or future, makes a trained fold stale
 # when it changes.
-NOT_TRAINING = ("experiment", "runs_dir", "submissions_dir", "submission", "postprocess", "log_with", "checkpoint")
+NOT_TRAINING = ("experiment", "runs_dir", "submissions_dir", "submission", "postprocess", "log_with", "checkpoint",
+                "audit")
 
 # The config keys that decide the folds; changing e.g. the epochs must not reshuffle them.
 FOLD_SECTIONS = ("seed", "data", "folds")

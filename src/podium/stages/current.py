@@ -16,6 +16,7 @@ from pathlib import Path
 from podium import artifacts
 from podium.config import Config
 from podium.data.competition import Competition, check_images, load_competition
+from podium.data.corrections import read_corrections
 from podium.data.demo import ensure_demo_data
 from podium.errors import PodiumError
 from podium.evaluate.cv import update_oof
@@ -31,6 +32,10 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     csvs = [artifacts.file_hash(root / name) for name in
             (cfg.data.train_csv, cfg.data.test_csv, cfg.data.sample_submission) if name]
     csvs += [artifacts.file_hash(Path(e.dir or root) / e.csv) for e in cfg.data.extra]
+    # What the user corrected: part of the data (a changed drop or relabel file retrains the folds)
+    corrections = read_corrections(cfg, comp.train, comp.classes)
+    groups = [Path(cfg.folds.groups_csv)] if cfg.folds.groups_csv else []
+    csvs += [artifacts.file_hash(path) for path in [*corrections.files(cfg), *groups]]
     return comp, artifacts.text_hash(*csvs)
 
 

@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import yaml
@@ -20,7 +19,7 @@ from sklearn.metrics import confusion_matrix
 from podium import artifacts
 from podium.config import Config
 from podium.console import say
-from podium.data.images import read_rgb
+from podium.data.images import thumbnail_jpeg
 from podium.evaluate import plots
 from podium.evaluate.ensemble import GAIN_Z
 from podium.runs import layout
@@ -29,16 +28,6 @@ from podium.stages.current import check_blend, load_checked
 from podium.stages.oof import run_oof
 
 WRONG_SHOWN = 12
-
-
-def _thumbnail(path: str, side: int = 128) -> bytes:
-    img = read_rgb(path)
-    scale = side / max(img.shape[:2])
-    if scale < 1:
-        img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
-                         interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return buf.tobytes()
 
 
 def confidently_wrong(comp, cfg: Config, oof: pd.DataFrame, cols: list[str], n: int = WRONG_SHOWN) -> pd.DataFrame:
@@ -123,7 +112,7 @@ def run_report(cfg: Config, *, name: str = "") -> Path:
     wrong = confidently_wrong(comp, cfg, oof, cols)
     thumbs = []
     for i, row in enumerate(wrong.itertuples()):
-        thumb = artifacts.write_bytes(out / f"wrong_{i:02d}.jpg", _thumbnail(row.path))
+        thumb = artifacts.write_bytes(out / f"wrong_{i:02d}.jpg", thumbnail_jpeg(row.path))
         thumbs.append((thumb, row))
 
     saved = layout.fold_dir(cfg, 0) / layout.CONFIG_YAML

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from podium.config import Config
 from podium.data.cache import ImageCache, cache_key
 from podium.data.competition import Competition
+from podium.data.corrections import read_corrections
 from podium.data.datasets import BalancedSampler, ImageDataset, LoaderState, class_index
 from podium.data.features import FeatureEncoder
 from podium.runs import layout
@@ -65,8 +66,12 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     folds = pd.read_csv(layout.folds_csv(cfg), dtype={cfg.data.id_column: str})
     fold_of = comp.train[cfg.data.id_column].map(dict(zip(folds[cfg.data.id_column], folds["fold"], strict=True)))
     in_train = (fold_of != fold).to_numpy()
-    train_df = comp.train[in_train].reset_index(drop=True)
+    # data.drop_ids / data.relabel change the training rows only: validation keeps every row and
+    # its original label, so the fold's score is on what the competition scores.
+    corrections = read_corrections(cfg, comp.train, comp.classes)
     valid_df = comp.train[~in_train].reset_index(drop=True)
+    in_train &= ~comp.train[cfg.data.id_column].isin(corrections.drop).to_numpy()
+    train_df = corrections.training_rows(comp.train[in_train], cfg.data.id_column, comp.target_columns)
     train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
     train_df, train_y, pseudo = taught(cfg, comp, in_train, train_df, train_y)
     train_df, train_y, extra = with_extra(comp, train_df, train_y)
