@@ -22,21 +22,23 @@ from podium.data.images import read_rgb
 BITS = 64
 
 
-def perceptual_hash(path: str | Path) -> np.uint64:
-    """The image's 64-bit pHash."""
+def perceptual_hash(path: str | Path) -> tuple[np.uint64, int]:
+    """(The image's 64-bit pHash, its shorter side in pixels)."""
     grey = cv2.cvtColor(read_rgb(str(path)), cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.dct(small)[:8, :8].flatten()
     bits = low > np.median(low[1:])
-    return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
+    return np.uint64(int("".join("1" if b else "0" for b in bits), 2)), min(grey.shape)
 
 
-def hash_images(paths: list[Path], workers: int = 8) -> tuple[list[str], np.ndarray]:
-    """(each file's content hash, each image's pHash as uint64), in the order of `paths`."""
+def hash_images(paths: list[Path], workers: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(each file's content hash, each image's pHash as uint64, each image's shorter side), in the
+    order of `paths`."""
     with ThreadPoolExecutor(workers) as pool:  # decoding and hashing release the GIL
         digests = list(pool.map(file_hash, paths))
-        phashes = np.fromiter(pool.map(perceptual_hash, paths), dtype=np.uint64, count=len(paths))
-    return digests, phashes
+        hashed = list(pool.map(perceptual_hash, paths))
+    phashes = np.array([h for h, _ in hashed], dtype=np.uint64)
+    return digests, phashes, np.array([side for _, side in hashed], dtype=np.int64)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

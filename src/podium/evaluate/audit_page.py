@@ -9,7 +9,7 @@ import html
 import pandas as pd
 
 from podium.config import Config
-from podium.data.images import thumbnail_jpeg
+from podium.data.images import decode_rgb, thumbnail_jpeg
 
 GROUPS_SHOWN = 200  # every group is in audit.csv; the page shows the flagged ones first
 FLAG_ORDER = {"conflicting_labels": 0, "straddles_folds": 1, "train_and_test": 2}
@@ -20,15 +20,19 @@ table { border-collapse: collapse; } td, th { padding: 4px 10px; border-bottom: 
 .group { margin: 14px 0; padding: 8px; border: 1px solid #ccc; border-radius: 6px; }
 .group.flagged { border-color: #c0392b; background: #fdf2f0; }
 figure { display: inline-block; margin: 4px 8px; text-align: center; font-size: 12px; vertical-align: top; }
-figure img { display: block; max-width: 128px; max-height: 128px; margin: auto; }
+figure img, td img { display: block; height: 96px; width: auto; max-width: 160px; margin: auto; }
+img.tiny { image-rendering: pixelated; }
 .flag { color: #c0392b; font-weight: 600; margin-right: 8px; }
 .advice { background: #fff7dd; padding: 8px 12px; border-left: 4px solid #e0a800; }
 """
 
 
 def _img(path: str) -> str:
-    data = base64.b64encode(thumbnail_jpeg(path)).decode()
-    return f"<img alt='{html.escape(path)}' src='data:image/jpeg;base64,{data}'>"
+    """The image inline, shown 96 px high (a tiny image enlarged with its pixels kept sharp)."""
+    jpeg = thumbnail_jpeg(path)
+    shape = decode_rgb(jpeg).shape
+    tiny = " class='tiny'" if max(shape[:2]) < 64 else ""
+    return f"<img{tiny} alt='{html.escape(path)}' src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}'>"
 
 
 def _figure(row, extra: str = "") -> str:
@@ -78,7 +82,8 @@ def _suspects_html(suspects: pd.DataFrame | None, source: str) -> str:
 def audit_page(cfg: Config, counts: dict, groups: pd.DataFrame, suspects: pd.DataFrame | None, source: str,
                advice: list[str]) -> str:
     summary = [("images", counts["images"]), ("duplicate groups", counts["groups"]),
-               ("of them exact (same file content)", counts["exact"]), ("near (the same picture)", counts["near"]),
+               ("of them exact (same file content)", counts["exact"]),
+               ("near (alike to the perceptual hash)", counts["near"]),
                ("with different labels", counts["conflicting_labels"]),
                ("straddling folds" + ("" if counts["folds_known"] else " (no folds.csv yet)"),
                 counts["straddles_folds"]),

@@ -31,6 +31,7 @@ from podium.stages.current import current_oof, load_checked
 
 GROUP_COLUMN = "audit_group"
 FLAGS = ("conflicting_labels", "straddles_folds", "train_and_test")
+SMALL_SIDE = 32  # below this the 32 x 32 image the perceptual hash reads is an enlargement
 
 
 def _label_text(comp: Competition, df: pd.DataFrame) -> list[str]:
@@ -61,11 +62,12 @@ def _images(cfg: Config, comp: Competition) -> pd.DataFrame:
     return out
 
 
-def duplicate_groups(images: pd.DataFrame, max_distance: int) -> pd.DataFrame:
-    """One row per image in a group of duplicates: group, kind (exact: one content hash; near:
+def duplicate_groups(images: pd.DataFrame, max_distance: int) -> tuple[pd.DataFrame, int]:
+    """(One row per image in a group of duplicates: group, kind (exact: one content hash; near:
     pictures alike), the image's columns, its perceptual distance to the group's first image, and
-    the group's flags. Images that are the same file are one group whatever their hashes' distance."""
-    digests, phashes = hash_images(images["path"].tolist())
+    the group's flags; the median image's shorter side). Images that are the same file are one
+    group whatever their hashes' distance."""
+    digests, phashes, sides = hash_images(images["path"].tolist())
     by_digest: dict[str, int] = {}
     pairs = []
     for i, d in enumerate(digests):
@@ -86,7 +88,8 @@ def duplicate_groups(images: pd.DataFrame, max_distance: int) -> pd.DataFrame:
         rows.append(part.assign(kind=kind, group=f"g{g}", distance=distance,
                                 flags=" ".join(f for f in FLAGS if flags[f])))
     columns = ["kind", "group", "id", "split", "fold", "label", "distance", "flags", "path"]
-    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+    side = int(np.median(sides)) if len(sides) else 0
+    return (pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)), side
 
 
 def label_suspects(cfg: Config, comp: Competition, n: int) -> tuple[pd.DataFrame | None, str]:
@@ -137,7 +140,7 @@ def run_audit(cfg: Config) -> dict:
     images = _images(cfg, comp)
     say(f"audit: hashing {len(images)} images ({(images['split'] == 'train').sum()} train, "
         f"{(images['split'] == 'test').sum()} test, {(images['split'] == 'extra').sum()} extra)")
-    groups = duplicate_groups(images, cfg.audit.near_distance)
+    groups, side = duplicate_groups(images, cfg.audit.near_distance)
     suspects, source = label_suspects(cfg, comp, cfg.audit.suspects)
     folds_known = layout.folds_csv(cfg).is_file()
     by_group = groups.drop_duplicates("group")
@@ -154,6 +157,10 @@ def run_audit(cfg: Config) -> dict:
                       f"folds.group_column={GROUP_COLUMN} folds.groups_csv={groups_csv}\", then retrain")
     elif not folds_known and counts["groups"]:
         advice.append("no folds.csv yet: run make folds, then make audit again to see which groups straddle folds")
+    if side < SMALL_SIDE and counts["near"]:
+        advice.append(f"the images are small (median shorter side {side} px): a perceptual hash of so few pixels "
+                      "also joins look-alikes that are not the same picture; judge the near groups by eye, or lower "
+                      "audit.near_distance")
     if counts["conflicting_labels"]:
         advice.append(f"{counts['conflicting_labels']} group(s) of the same picture carry different labels: "
                       "correct them with data.relabel, or leave them out of training with data.drop_ids")

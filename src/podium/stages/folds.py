@@ -20,6 +20,8 @@ def run_folds(cfg: Config, comp: Competition | None = None) -> Path:
     out = layout.folds_csv(cfg)
     inputs = {"config": config_hash(cfg, layout.FOLD_SECTIONS),
               "train_csv": artifacts.file_hash(cfg.data_dir / cfg.data.train_csv)}
+    if cfg.folds.groups_csv:  # the groups decide the split as much as train_csv does
+        inputs["groups_csv"] = artifacts.file_hash(cfg.folds.groups_csv)
     if records.is_up_to_date(cfg.run_dir, layout.FOLDS_STAGE, inputs):
         say(f"{out} is up to date")
         return out

@@ -70,7 +70,7 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     # its original label, so the fold's score is on what the competition scores.
     corrections = read_corrections(cfg, comp.train, comp.classes)
     valid_df = comp.train[~in_train].reset_index(drop=True)
-    in_train &= ~comp.train[cfg.data.id_column].isin(corrections.drop).to_numpy()
+    in_train = in_train & ~comp.train[cfg.data.id_column].isin(corrections.drop).to_numpy()
     train_df = corrections.training_rows(comp.train[in_train], cfg.data.id_column, comp.target_columns)
     train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
     train_df, train_y, pseudo = taught(cfg, comp, in_train, train_df, train_y)
