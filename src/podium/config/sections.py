@@ -333,3 +333,7 @@ class PostprocessConfig(Section):
         "temperature (log_loss), a threshold per label (binary/multilabel labels scored by accuracy or an "
         "F-score), cut-points (qwk on a regression). The CV score is nested: fitted on the other folds, "
         "scored on each fold; the score without it is reported too"))
+    tta_weight: bool = Field(True, description=(
+        "with TTA (`predict.tta`): fit the weight w of the TTA mean against the plain view (w x TTA + "
+        "(1 - w) x plain, w in 0, 0.25, ..., 1) on the OOF's log loss, and apply it to the submission; "
+        "scored nested (each fold's rows mixed by the weight chosen on the other folds). false: the TTA mean"))

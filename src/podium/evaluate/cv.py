@@ -20,6 +20,7 @@ from podium.data.competition import Competition
 from podium.errors import PodiumError
 from podium.evaluate.metrics import higher_is_better, score, score_all
 from podium.evaluate.postprocess import Fitted, kind_for, score_postprocess
+from podium.evaluate.tta_weight import fit_tta_weight, mixed
 from podium.predict.tta import views
 from podium.runs import layout, records
 
@@ -65,11 +66,23 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     inputs = {"config": config_hash(cfg, layout.training_sections(cfg)), "postprocess": kind,
               "folds": artifacts.file_hash(layout.folds_csv(cfg)),
               **{name: artifacts.file_hash(p) for name, p in paths.items()}}
+    if "tta" in variants.values():  # (only then: a record from before the key stays current)
+        inputs["tta_weight"] = str(cfg.postprocess.tta_weight)
     if records.is_up_to_date(cfg.run_dir, layout.OOF_STAGE, inputs):
         return artifacts.read_json(out_json), True
 
     _, probs, fold_col = oof_predictions(cfg, comp, list(range(n)))
-    cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
+    weighting = None
+    if "tta" in variants.values() and cfg.postprocess.tta_weight:
+        _, plain, _ = oof_predictions(cfg, comp, list(range(n)), layout.OOF_PLAIN_CSV)
+        weighting = fit_tta_weight(comp.encode(comp.train), probs, plain, fold_col, comp.task)
+    tta_mean = probs
+    if weighting is not None:  # each fold's rows mixed by the weight chosen on the other folds
+        probs = weighting["nested"]
+        cv, fitted = score_oof(cfg, comp, probs, fold_col, kind, fit_on=mixed(tta_mean, plain, weighting["weight"]),
+                               per_fold=weighting["mixtures"])
+    else:
+        cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
     for name, key in variants.items():  # the same folds' variant, scored the same way (nested too)
         _, other, _ = oof_predictions(cfg, comp, list(range(n)), name)
         without, _ = score_oof(cfg, comp, other, fold_col, kind)
@@ -77,9 +90,21 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
                    "gain": cv["score"] - without["score"]}
     if "tta" in cv:
         cv["tta"]["views"] = len(views(cfg.predict))
+    if weighting is not None:
+        full, _ = score_oof(cfg, comp, tta_mean, fold_col, kind)
+        cv["tta"].update(weight=weighting["weight"], fold_weights=list(weighting["fold_weights"].values()),
+                         score_tta_mean=full["score"], losses_in_sample=weighting["losses"])
+        if "averaging" in cv:  # the best epoch's OOF is a TTA mean: compared with the average's TTA mean
+            cv["averaging"]["gain"] = full["score"] - cv["averaging"]["score_without"]
     if "averaging" in cv:
         cv["averaging"]["epochs"] = [layout.trained_info(cfg, k).get("final_weights_epochs") for k in range(n)]
-    outputs = [write_oof(cfg, comp, probs, fold_col), out_json, *write_postprocess(cfg, fitted)]
+    weight_path = cfg.run_dir / layout.TTA_WEIGHT_JSON
+    if weighting is not None:
+        outputs = [artifacts.write_json(weight_path, {"weight": weighting["weight"]})]
+    else:  # a submission must not apply a weight an earlier config fitted
+        weight_path.unlink(missing_ok=True)
+        outputs = []
+    outputs += [write_oof(cfg, comp, probs, fold_col), out_json, *write_postprocess(cfg, fitted)]
     artifacts.write_json(out_json, cv)
     records.mark_done(cfg.run_dir, layout.OOF_STAGE, inputs, outputs)
     return cv, False
@@ -96,10 +121,12 @@ def variant_files(cfg: Config) -> dict[str, str]:
     return out
 
 
-def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarray, kind: str
-              ) -> tuple[dict, dict | None]:
+def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarray, kind: str, *,
+              fit_on: np.ndarray | None = None, per_fold: dict | None = None) -> tuple[dict, dict | None]:
     """cv.json's content for OOF predictions of every train.csv row (in its order; `fold`: each
-    row's fold), and the post-processing `kind` fitted on all of them (JSON, or None).
+    row's fold), and the post-processing `kind` fitted on all of them (JSON, or None). With a TTA
+    weight: the post-processing is fitted on `fit_on` (every row mixed by the submission's weight),
+    and for each fold on `per_fold[k]` (every row mixed by the weight chosen without fold k).
 
     Without post-processing the score is the metric on the whole OOF and on each fold. With it,
     both are nested (each fold's rows transformed by a fit on the other folds'), and the score
@@ -111,7 +138,8 @@ def score_oof(cfg: Config, comp: Competition, probs: np.ndarray, fold: np.ndarra
           "fold_scores": [score(metric, y[fold == k], probs[fold == k], task) for k in folds]}
     fitted = None
     if kind != "none":
-        post = score_postprocess(y, probs, fold, metric, task, comp.classes)
+        post = score_postprocess(y, probs if fit_on is None else fit_on, fold, metric, task, comp.classes,
+                                 per_fold=per_fold)
         cv.update(score=post["score"], fold_scores=post["fold_scores"])
         cv["postprocess"] = {k: v for k, v in post.items() if k not in ("score", "fold_scores", "fitted")}
         fitted = post["fitted"]
@@ -163,11 +191,18 @@ def format_cv(cv: dict) -> str:
                      f"{post['score_without']:.5f}; fitted and scored on the same rows (in-sample, optimistic) "
                      f"{post['score_in_sample']:.5f}")
     tta, avg = cv.get("tta"), cv.get("averaging")
-    if tta is not None:
+    if tta is not None and "weight" in tta:
+        lines.append(f"with TTA over {tta['views']} views, weighted {tta['weight']:g} against the plain view (the "
+                     f"weight fitted on the OOF's log loss; for each fold on the other folds: "
+                     f"{', '.join(f'{w:g}' for w in tta['fold_weights'])}); the TTA mean alone {m} "
+                     f"{tta['score_tta_mean']:.5f}, the plain view alone {tta['score_without']:.5f} (scored the "
+                     "same way)")
+    elif tta is not None:
         lines.append(f"with TTA over {tta['views']} views; without it (the plain view of the same models, scored "
                      f"the same way) {m} {tta['score_without']:.5f}")
         if tta["gain"] < 0 if higher_is_better(m) else tta["gain"] > 0:
-            lines.append("TTA made the CV worse: predict.tta: [] (and tta_hflip: false) predicts without it")
+            lines.append("TTA made the CV worse: predict.tta: [] (and tta_hflip: false) predicts without it, or "
+                         "postprocess.tta_weight: true weighs it against the plain view")
     if avg is not None:
         lines.append(f"with the final weights averaged over the best epochs; the best epoch alone (same TTA, "
                      f"scored the same way) {m} {avg['score_without']:.5f}")

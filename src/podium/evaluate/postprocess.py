@@ -320,9 +320,11 @@ def _fit_cutpoints(y: np.ndarray, p: np.ndarray, classes, candidates) -> tuple[t
 
 
 def nested_transform(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric: str, task: str, classes=None, *,
-                     candidates=None) -> np.ndarray:
+                     candidates=None, per_fold: dict | None = None) -> np.ndarray:
     """The OOF predictions, each fold's rows transformed by the post-processing of `kind_for(task, metric)`
-    fitted on the other folds' rows (never on its own)."""
+    fitted on the other folds' rows (never on its own). `per_fold`: fold k's predictions of every row
+    (a TTA weight chosen without fold k: evaluate/tta_weight.py), fitted and applied for fold k in
+    place of `probs`."""
     y, p, fold = np.asarray(y), np.asarray(probs, dtype=np.float64), np.asarray(fold)
     if len(fold) != len(p) or len(y) != len(p):
         raise ValueError(f"y, probs and fold need one row each: {len(y)}, {len(p)}, {len(fold)}")
@@ -332,21 +334,26 @@ def nested_transform(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric:
         held = fold == k
         if held.all():
             raise ValueError("nested post-processing needs at least two folds")
-        fitted = fit(kind, y[~held], p[~held], metric, task, classes, candidates=candidates)
-        out[held] = fitted.apply(p[held])
+        pk = p if per_fold is None else np.asarray(per_fold[int(k)], dtype=np.float64)
+        fitted = fit(kind, y[~held], pk[~held], metric, task, classes, candidates=candidates)
+        out[held] = fitted.apply(pk[held])
     return out
 
 
 def score_postprocess(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric: str, task: str, classes=None, *,
-             candidates=None) -> dict:
-    """JSON-ready. `fitted`: the post-processing fitted on all rows, what a submission applies
+                      candidates=None, per_fold: dict | None = None) -> dict:
+    """JSON-ready. `fitted`: the post-processing fitted on all rows of `probs`, what a submission applies
     (`Fitted.to_json`; also its `kind` and `params` at the top); `score`/`fold_scores`: nested, the honest CV
     figure; `score_without`/`fold_scores_without`: the raw predictions; `score_in_sample`: fitted and scored
-    on all rows (optimistic, for reference); `folds`: the fold ids, in the order of the fold scores."""
+    on all rows (optimistic, for reference); `folds`: the fold ids, in the order of the fold scores.
+    `per_fold`: as in nested_transform; the raw predictions are then each fold's rows of its own."""
     y, p, fold = np.asarray(y), np.asarray(probs, dtype=np.float64), np.asarray(fold)
     fitted = fit(kind_for(task, metric), y, p, metric, task, classes, candidates=candidates)
-    nested = nested_transform(y, p, fold, metric, task, classes, candidates=candidates)
+    nested = nested_transform(y, p, fold, metric, task, classes, candidates=candidates, per_fold=per_fold)
     folds = np.unique(fold)
+    raw = p.copy()
+    for k in folds if per_fold is not None else ():
+        raw[fold == k] = np.asarray(per_fold[int(k)], dtype=np.float64)[fold == k]
     return {
         "kind": fitted.kind,
         "params": [float(v) for v in fitted.params],
@@ -354,8 +361,8 @@ def score_postprocess(y: np.ndarray, probs: np.ndarray, fold: np.ndarray, metric
         "metric": metric,
         "score": score(metric, y, nested, task),
         "fold_scores": [score(metric, y[fold == k], nested[fold == k], task) for k in folds],
-        "score_without": score(metric, y, p, task),
-        "fold_scores_without": [score(metric, y[fold == k], p[fold == k], task) for k in folds],
+        "score_without": score(metric, y, raw, task),
+        "fold_scores_without": [score(metric, y[fold == k], raw[fold == k], task) for k in folds],
         "score_in_sample": score(metric, y, fitted.apply(p), task),
         "folds": [int(k) for k in folds],
     }

@@ -67,6 +67,7 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
     model = create_model(cfg.model, comp.num_outputs, encoders[0].width if encoders else 0).to(device).eval()
     normalize = Normalize(cfg.augment.mean, cfg.augment.std, device)
     views = tta_views(cfg.predict)
+    weight = meta.get("tta_weight", 1.0)  # the TTA mean against the plain view, as make oof fitted it
     total = None
     if encoders:
         check_table(comp.test, encoders[0].columns, data_dir / cfg.data.test_csv)
@@ -82,7 +83,7 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
         with torch.no_grad():
             for images, feats, _, _ in loader:
                 _, p = forward_views(model, normalize(images), comp.task, views, feats.to(device))
-                parts.append(p.mean(dim=0).float().cpu())
+                parts.append((weight * p.mean(dim=0) + (1 - weight) * p[0]).float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(comp.test), -1).astype(np.float64)
         scale = meta["target_scales"][k]
         if scale is not None:  # a regression head's outputs, back in the target's units

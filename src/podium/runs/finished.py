@@ -65,8 +65,11 @@ def read_finished(runs_dir: str | Path, name: str) -> Finished:
         test = _in_order(run / layout.TEST_CSV, test_ids, cols, id_col)
     else:
         n = cfg.folds.n_splits
+        weight = layout.tta_weight(cfg)  # as make submit mixes the folds' test predictions
         files = [run / layout.OOF_CSV, *(layout.fold_dir(cfg, k) / layout.TEST_CSV for k in range(n))]
-        test = sum(_in_order(f, test_ids, cols, id_col) for f in files[1:]) / n
+        if weight != 1.0:
+            files += [layout.fold_dir(cfg, k) / layout.TEST_PLAIN_CSV for k in range(n)]
+        test = layout.test_predictions(cfg, list(range(n)), cols, test_ids, weight)
     digest = artifacts.text_hash(*(artifacts.file_hash(f) for f in files))
     return Finished(name, cfg, comp, oof, test, digest)
 

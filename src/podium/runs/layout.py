@@ -43,6 +43,7 @@ TEST_PLAIN_CSV = "test_plain.csv"
 # (oof.csv again when fewer than two epochs could be averaged).
 OOF_BEST_EPOCH_CSV = "oof_best_epoch.csv"
 FOLD_VARIANTS = (OOF_PLAIN_CSV, TEST_PLAIN_CSV, OOF_BEST_EPOCH_CSV)
+TTA_WEIGHT_JSON = "tta_weight.json"  # make oof: the weight of the TTA mean against the plain view, fitted on the OOF
 TTA_JSON = "tta.json"  # benchmarks/tta.py: the run's OOF under several TTA settings
 WEIGHTS = "model.safetensors"
 HISTORY_CSV = "history.csv"
@@ -324,6 +325,26 @@ def read_predictions(path: Path, columns: list[str], id_column: str, expected_id
     if expected_ids is not None and (ids.duplicated().any() or set(ids) != set(expected_ids)):
         raise PodiumError(f"{path}: its ids are not exactly the rows it should hold; retrain that fold")
     return Predictions(ids.to_numpy(dtype=object), df[columns].to_numpy(dtype=np.float64))
+
+
+def tta_weight(cfg: Config) -> float:
+    """The weight make oof fitted between the TTA mean and the plain view (1: the TTA mean alone, as
+    when none was fitted)."""
+    path = cfg.run_dir / TTA_WEIGHT_JSON
+    return float(artifacts.read_json(path)["weight"]) if path.is_file() else 1.0
+
+
+def test_predictions(cfg: Config, folds: list[int], columns: list[str], test_ids, weight: float = 1.0) -> np.ndarray:
+    """The mean of `folds`' test predictions in the order of `test_ids`; with a TTA weight below 1,
+    each fold's TTA mean mixed with its plain view (test_plain.csv) as make oof chose."""
+    total = 0.0
+    for k in folds:
+        probs = read_fold(cfg, k, TEST_CSV, columns, expected_ids=test_ids).in_order(test_ids)
+        if weight != 1.0:
+            plain = read_fold(cfg, k, TEST_PLAIN_CSV, columns, expected_ids=test_ids).in_order(test_ids)
+            probs = weight * probs + (1 - weight) * plain
+        total = total + probs
+    return total / len(folds)
 
 
 def read_fold(cfg: Config, fold: int, which: str, columns: list[str], expected_ids=None) -> Predictions:

@@ -88,6 +88,8 @@ def _write_experiment(cfg: Config, comp, dest: Path) -> int:
         # with data.features, each fold's metadata encoding (fitted on its training rows); null otherwise
         "features": [layout.fold_record(cfg, k).get("info", {}).get("features") for k in range(n)]
         if cfg.data.features else None,
+        # make oof's weight of the TTA mean against the plain view, applied as make submit does
+        "tta_weight": layout.tta_weight(cfg),
         # what make oof fitted on the OOF (thresholds, cut-points, temperature), applied as make submit does
         "postprocess": post.to_json() if post is not None else None,
     })

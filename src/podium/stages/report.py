@@ -126,13 +126,20 @@ def run_report(cfg: Config, *, name: str = "") -> Path:
 def _variants_html(cv: dict) -> str:
     """The CV without TTA and without checkpoint averaging, from the same models (when they were on)."""
     rows = []
-    if cv.get("tta"):
-        rows.append((f"with TTA over {cv['tta']['views']} views (the CV score)", cv["score"]))
-        rows.append(("the plain view of the same models", cv["tta"]["score_without"]))
+    tta = cv.get("tta")
+    if tta and "weight" in tta:
+        rows.append((f"TTA over {tta['views']} views weighted {tta['weight']:g} against the plain view, the weight "
+                     "chosen on the other folds for each fold (the CV score)", cv["score"]))
+        rows.append((f"the TTA mean over {tta['views']} views", tta["score_tta_mean"]))
+        rows.append(("the plain view of the same models", tta["score_without"]))
+    elif tta:
+        rows.append((f"with TTA over {tta['views']} views (the CV score)", cv["score"]))
+        rows.append(("the plain view of the same models", tta["score_without"]))
     if cv.get("averaging"):
         epochs = "; ".join(f"fold {k}: {', '.join(str(e + 1) for e in ep or [])}"
                            for k, ep in enumerate(cv["averaging"]["epochs"]))
-        rows.append((f"final weights averaged over epochs ({epochs})", cv["score"]))
+        rows.append((f"final weights averaged over epochs ({epochs})",
+                     tta["score_tta_mean"] if tta and "weight" in tta else cv["score"]))
         rows.append(("the best epoch alone", cv["averaging"]["score_without"]))
     if not rows:
         return ""

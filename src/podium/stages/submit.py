@@ -22,13 +22,14 @@ from podium.stages.oof import run_oof
 
 def submission_postprocess(cfg: Config, comp: Competition, folds: list[int]) -> Fitted | None:
     """What the submission applies: the run's postprocess.json (make oof, run here when it is not
-    up to date) for all folds; for some folds, the same fit on those folds' OOF rows."""
+    up to date, which fits the TTA weight too) for all folds; for some folds, the same fit on those
+    folds' OOF rows."""
     kind = postprocess_kind(cfg, comp)
+    if len(folds) == cfg.folds.n_splits:
+        run_oof(cfg)  # the TTA weight too (postprocess.tta_weight) is fitted there
+        return read_postprocess(cfg) if kind != "none" else None
     if kind == "none":
         return None
-    if len(folds) == cfg.folds.n_splits:
-        run_oof(cfg)
-        return read_postprocess(cfg)
     rows, probs, _ = oof_predictions(cfg, comp, folds)
     return fit(kind, comp.encode(comp.train)[rows], probs, cfg.metric, comp.task, comp.classes)
 
@@ -47,22 +48,29 @@ def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
     paths = [layout.fold_dir(cfg, k) / layout.TEST_CSV for k in used]
     out = layout.submission_path(cfg, used)
     stage = layout.submit_stage(cfg, used)
-    post = submission_postprocess(cfg, comp, used)
+    post = submission_postprocess(cfg, comp, used)  # runs make oof for all folds: the TTA weight is then current
+    # make oof's TTA weight, fitted on every fold's OOF; a partial submission takes the TTA mean, as the
+    # post-processing fitted on its folds' OOF does
+    weight = layout.tta_weight(cfg) if len(used) == n else 1.0
     inputs = {"config": config_hash(cfg),
               "sample": artifacts.file_hash(cfg.data_dir / cfg.data.sample_submission),
               "postprocess": json.dumps(post.to_json() if post is not None else None, sort_keys=True),
               **{layout.fold_name(k): artifacts.file_hash(p) for k, p in zip(used, paths, strict=True)}}
+    if weight != 1.0:  # (only then: a record from before the weight stays current)
+        inputs["tta_weight"] = str(weight)
+        inputs |= {f"{layout.fold_name(k)}/plain": artifacts.file_hash(layout.fold_dir(cfg, k) / layout.TEST_PLAIN_CSV)
+                   for k in used}
     what = f"mean of {n} folds" if len(used) == n else \
         f"mean of folds {', '.join(map(str, used))} of {n} only: a partial submission"
+    if weight != 1.0:
+        what += f", TTA mean weighted {weight:g} against the plain view (fitted on the OOF)"
     if post is not None:
         what += f", {post.kind} fitted on their out-of-fold predictions"
     if records.is_up_to_date(cfg.run_dir, stage, inputs):
         say(f"{out} is up to date ({what})")
         return out
     test_ids = comp.test[id_col].to_numpy()
-    total = sum(layout.read_fold(cfg, k, layout.TEST_CSV, cols, expected_ids=test_ids).in_order(test_ids)
-                for k in used)
-    mean = pd.DataFrame(total / len(used), index=test_ids, columns=cols)
+    mean = pd.DataFrame(layout.test_predictions(cfg, used, cols, test_ids, weight), index=test_ids, columns=cols)
     sub = build_submission(comp, cfg, mean, post)
     artifacts.write_csv(out, sub)
     records.mark_done(cfg.run_dir, stage, inputs, [out])
