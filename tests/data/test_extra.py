@@ -168,3 +168,52 @@ def test_extra_weights_reach_the_loss_by_row(tmp_path):
             continue
         n = len(fold.train_df) - len(extra_ids)
         np.testing.assert_array_equal(fold.row_weights, [1.0] * n + [0.5] * len(extra_ids))
+
+
+def test_rows_for_the_first_epochs_leave_without_changing_the_epochs_length():
+    from podium.data.datasets import BalancedSampler, PhasedShuffle
+
+    until = np.r_[np.full(20, np.inf), np.full(7, 2.0)]  # 20 rows always, 7 extra rows in epochs 0 and 1
+    sampler = PhasedShuffle(until, seed=3)
+    orders = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+        assert len(orders[-1]) == 27 and orders[-1] == list(sampler)  # a function of (seed, epoch)
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(27)) and orders[0] != orders[1]
+    for order in orders[2:]:
+        assert max(order) < 20 and set(order) == set(range(20))  # every row, some twice, no extra row
+        assert max(np.bincount(order)) == 2
+    classes = np.r_[np.zeros(10, int), np.ones(10, int), np.full(7, 2)]  # class 2: extra rows only
+    balanced = BalancedSampler(classes, seed=0, until=until)
+    balanced.set_epoch(1)
+    assert np.isclose(float(balanced.weights[20:].sum()), 1.0)  # a third of the draws before they leave
+    balanced.set_epoch(2)
+    draws = np.array(list(balanced))
+    assert len(draws) == 27 and draws.max() < 20 and float(balanced.weights[20:].sum()) == 0.0
+
+
+def test_extra_rows_for_the_first_epoch_reach_its_batches_only(tmp_path, fresh_accelerate_state):
+    from accelerate import Accelerator
+
+    from podium.stages.check import preflight
+    from podium.stages.folds import run_folds
+    from podium.train.loaders import build_loaders
+
+    extra_dir, extra_ids = _extra(tmp_path / "more")
+    data, _ = write_competition(tmp_path / "comp", n_train=30, n_test=6)
+    cfg = tiny_config(data, tmp_path / "runs", data={"extra": [
+        {"dir": str(extra_dir), "csv": "extra.csv", "images": "img/{id}.png", "epochs": 1}]},
+                      train={"batch_size": 4})
+    comp, data_hash = preflight(cfg)
+    run_folds(cfg, comp)
+    fold = build_loaders(cfg, comp, 0, data_hash)
+    loader = Accelerator(cpu=True).prepare(fold.train_loader)  # as the loop gets it
+    seen = []
+    for epoch in (0, 1, 2):
+        loader.set_epoch(epoch)
+        seen.append([int(i) for _, _, _, rows in loader for i in rows])
+    first_extra = len(fold.train_df) - len(extra_ids)
+    assert len(seen[0]) == len(seen[1]) == len(seen[2])  # the same number of updates every epoch
+    assert any(i >= first_extra for i in seen[0])
+    assert all(i < first_extra for i in seen[1] + seen[2])

@@ -20,6 +20,10 @@ class ExtraData(Section):
     weight: float = Field(1.0, gt=0, le=100, description=(
         "each of its rows' weight in the training loss, a train_csv row's being 1 (a batch's loss is the "
         "weighted mean over its rows; a mixed image's weight mixes as its target does)"))
+    epochs: int | None = Field(None, ge=1, description=(
+        "train on its rows in the first N epochs only (pretrain on the larger set, then fine-tune on the "
+        "competition's rows); each later epoch keeps its number of updates, its extra rows' places taken by "
+        "train_csv rows drawn again, so the lr schedule is unchanged; null: every epoch"))
 
 
 class DataConfig(Section):
@@ -44,7 +48,7 @@ class DataConfig(Section):
     test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
     extra: list[ExtraData] = Field(default_factory=list, description=(
         "extra training rows, each `{dir: folder (null: data.dir), csv: file in it, images: path template in "
-        "it, weight: 1.0}`, with train_csv's id and target columns: they join every fold's training rows and are never "
+        "it, weight: 1.0, epochs: null (or N: in the first N epochs only)}`, with train_csv's id and target columns: they join every fold's training rows and are never "
         "validated on, never in folds.csv, oof.csv or a score; checked as train_csv is (targets, images, ids "
         "unique and none of train's or test's, classes among train_csv's)"))
     features: list[str] = Field(default_factory=list, description=(

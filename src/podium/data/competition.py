@@ -290,7 +290,8 @@ def _extra_rows(cfg: Config, train: pd.DataFrame, test: pd.DataFrame, classes: l
         check_table(df, features, csv)
         paths = image_paths(df, extra.images, f"data.extra[{i}].images", csv, folder)
         columns = [data.id_column, *data.target_columns, *[c.name for c in features]]
-        parts.append(df[columns].assign(path=paths, weight=extra.weight))
+        until = extra.epochs if extra.epochs is not None else np.inf  # the first epoch it is no longer in
+        parts.append(df[columns].assign(path=paths, weight=extra.weight, until=until))
     return pd.concat(parts, ignore_index=True) if parts else None
 
 

@@ -153,6 +153,32 @@ def class_index(targets: np.ndarray, task: str) -> np.ndarray:
     return (y.argmax(axis=1) if y.ndim == 2 else y).astype(np.int64)
 
 
+class PhasedShuffle(Sampler[int]):
+    """The shuffled order when some rows train for the first epochs only (data.extra's `epochs`):
+    row i takes part in the epochs before `until[i]`. Each epoch draws as many rows as there are in
+    all: a permutation of the rows still taking part, then another, cut at that length, so every
+    epoch has the same number of updates (the lr schedule counts on it) and a row that has left is
+    replaced by the others drawn again. A function of (seed, epoch), like BalancedSampler."""
+
+    def __init__(self, until: np.ndarray, seed: int):
+        self.until, self.seed, self.epoch = np.asarray(until, dtype=np.float64), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.until)
+
+    def __iter__(self):
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        gen = torch.Generator().manual_seed(seed)
+        taking_part = torch.from_numpy(np.flatnonzero(self.until > self.epoch))
+        order = []
+        while len(order) < len(self.until):
+            order += taking_part[torch.randperm(len(taking_part), generator=gen)].tolist()
+        yield from order[:len(self.until)]
+
+
 class BalancedSampler(Sampler[int]):
     """`train.sampler: balanced`: as many draws per epoch as there are rows, with replacement, row i
     with probability (1 / count of its class) / (number of classes), so each class is drawn
@@ -163,19 +189,28 @@ class BalancedSampler(Sampler[int]):
     run draws what the uninterrupted one did.
     """
 
-    def __init__(self, classes: np.ndarray, seed: int):
-        classes = np.asarray(classes, dtype=np.int64)
-        self.weights = torch.as_tensor(1.0 / np.bincount(classes)[classes], dtype=torch.float64)
+    def __init__(self, classes: np.ndarray, seed: int, until: np.ndarray | None = None):
+        self.classes = np.asarray(classes, dtype=np.int64)
+        # the first epoch each row no longer takes part in (data.extra's `epochs`); none: every epoch
+        self.until = np.full(len(self.classes), np.inf) if until is None else np.asarray(until, dtype=np.float64)
         self.seed, self.epoch = seed, 0
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Each row's chance this epoch: 1 / (its class's rows taking part), 0 for a row that has left."""
+        taking_part = self.until > self.epoch
+        counts = np.bincount(self.classes[taking_part], minlength=self.classes.max() + 1)
+        w = np.where(taking_part, 1.0 / np.maximum(counts[self.classes], 1), 0.0)
+        return torch.as_tensor(w, dtype=torch.float64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.weights)
+        return len(self.classes)
 
     def __iter__(self):
         seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        draws = torch.multinomial(self.weights, len(self.weights), replacement=True,
+        draws = torch.multinomial(self.weights, len(self.classes), replacement=True,
                                   generator=torch.Generator().manual_seed(seed))
         yield from draws.tolist()

@@ -14,7 +14,7 @@ from podium.config import Config
 from podium.data.cache import ImageCache, cache_key
 from podium.data.competition import Competition
 from podium.data.corrections import read_corrections
-from podium.data.datasets import BalancedSampler, ImageDataset, LoaderState, class_index
+from podium.data.datasets import BalancedSampler, ImageDataset, LoaderState, PhasedShuffle, class_index
 from podium.data.features import FeatureEncoder
 from podium.runs import layout
 from podium.runs.finished import read_finished
@@ -111,8 +111,13 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     # batch of one, and every process does the same number of updates.
     # The balanced sampler's order is a function of (seed, epoch); every process draws the same and
     # Accelerate gives each its share of the batches, as it does with the shuffled order.
-    order = dict(shuffle=True) if cfg.train.sampler == "shuffle" else \
-        dict(sampler=BalancedSampler(class_index(train_y, comp.task), seed))
+    until = np.full(len(train_df), np.inf)  # the first epoch a row no longer trains in (data.extra's `epochs`)
+    if extra:
+        until[len(train_df) - extra:] = comp.extra["until"].to_numpy()
+    if cfg.train.sampler == "balanced":
+        order = dict(sampler=BalancedSampler(class_index(train_y, comp.task), seed, until))
+    else:  # torch's own shuffle, unless some rows train for the first epochs only
+        order = dict(shuffle=True) if np.isinf(until).all() else dict(sampler=PhasedShuffle(until, seed))
     train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, drop_last=True,
                               generator=torch.Generator().manual_seed(seed), **order, **loader_kw)
     pred_bs = cfg.predict.batch_size or 2 * cfg.train.batch_size

@@ -250,8 +250,11 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         write_start(cfg, fold, accelerator, inputs, state, resume, speed,
                     weights=step.weights.as_json() if step.weights else None)
         per_epoch = updates_per_epoch(len(data.train_df), cfg, accelerator.num_processes)
+        limited = sorted({e.epochs for e in cfg.data.extra if e.epochs is not None})
+        extra = "extra rows (data.extra" + (f"; some in the first {'/'.join(map(str, limited))} epochs only)"
+                                            if limited else ")")
         parts = [f"{n} {what}" for n, what in ((data.pseudo_rows, "pseudo-labelled test images"),
-                                                (data.extra_rows, "extra rows (data.extra)")) if n]
+                                                (data.extra_rows, extra)) if n]
         pseudo = f" (of them {' and '.join(parts)})" if parts else ""
         say(f"fold {fold}: {len(data.train_df)} train{pseudo} / {len(data.valid_df)} valid rows, "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, {per_epoch} updates per epoch"
