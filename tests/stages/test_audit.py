@@ -206,3 +206,22 @@ def test_drop_and_relabel_change_training_rows_only(tmp_path):
     bad = tiny_config(root, tmp_path / "runs", data={"relabel": str(tmp_path / "fix2.csv")})
     with pytest.raises(PodiumError, match=r"fix2.csv: id\(s\) 'r001' have class\(es\) 'zebra'"):
         preflight(bad)
+
+
+def test_a_groups_file_must_give_every_train_row_a_group(tmp_path):
+    from podium.stages.folds import run_folds
+
+    root, train, test = _competition(tmp_path / "comp", n_train=30, n_test=6)
+    train.to_csv(root / "train.csv", index=False)
+    test.to_csv(root / "test.csv", index=False)
+    test.assign(label="a").to_csv(root / "sample_submission.csv", index=False)
+    groups = pd.DataFrame({"id": train["id"], "g": np.arange(len(train)) // 2})
+    groups.iloc[1:].to_csv(tmp_path / "groups.csv", index=False)
+    folds = {"strategy": "stratified_group", "group_column": "g", "groups_csv": str(tmp_path / "groups.csv")}
+    cfg = tiny_config(root, tmp_path / "runs", folds=folds)
+    with pytest.raises(PodiumError, match=r"groups.csv: no group for train id\(s\) 'r000'"):
+        run_folds(cfg)
+    groups.to_csv(tmp_path / "groups.csv", index=False)
+    written = pd.read_csv(run_folds(cfg), dtype={"id": str}).set_index("id")["fold"]
+    pairs = groups.assign(fold=written.loc[groups["id"]].to_numpy()).groupby("g")["fold"].nunique()
+    assert (pairs == 1).all()  # each pair of rows in one fold

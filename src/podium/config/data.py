@@ -59,7 +59,7 @@ class DataConfig(Section):
         "(`model.features_hidden`) reads them; its output joins the pooled image features before the head"))
     categorical: list[str] = Field(default_factory=list, description=(
         "columns of `data.features` to treat as categories though they hold numbers (a site code, a year)"))
-    drop_ids: str | list[str] = Field(default_factory=list, description=(
+    drop_ids: str | list[str | int] = Field(default_factory=list, description=(
         "train_csv rows never trained on (suspected wrong labels, broken images, e.g. from `make audit`): "
         "a list of ids or the path of a CSV file with the id column. They stay in folds.csv, "
         "are still predicted out of fold and scored: the CV is always on every row, so dropping rows cannot "
