@@ -48,9 +48,10 @@ class DataConfig(Section):
     test_images: str = Field("test/{id}.png", description="test image path template, as `data.train_images`")
     extra: list[ExtraData] = Field(default_factory=list, description=(
         "extra training rows, each `{dir: folder (null: data.dir), csv: file in it, images: path template in "
-        "it, weight: 1.0, epochs: null (or N: in the first N epochs only)}`, with train_csv's id and target columns: they join every fold's training rows and are never "
-        "validated on, never in folds.csv, oof.csv or a score; checked as train_csv is (targets, images, ids "
-        "unique and none of train's or test's, classes among train_csv's)"))
+        "it, weight: 1.0, epochs: null (or N: in the first N epochs only)}`, with train_csv's id and target "
+        "columns: they join every fold's training rows and are never validated on, never in folds.csv, "
+        "oof.csv or a score; checked as train_csv is (targets, images, ids unique and none of train's or "
+        "test's, classes among train_csv's)"))
     features: list[str] = Field(default_factory=list, description=(
         "tabular metadata beside the image: columns of train_csv and test_csv (and every data.extra CSV); "
         "a numeric column is standardized by the fold's training rows' mean and std, with a 0/1 column "

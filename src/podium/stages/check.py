@@ -60,5 +60,9 @@ def run_check(cfg: Config) -> None:
     extra = f", {len(comp.extra)} extra training rows (data.extra)" if comp.extra is not None else ""
     say(f"ok: {len(comp.train)} train rows{extra}, {len(comp.test)} test rows, {comp.task}: {outputs}; "
         f"the submission holds {submission_kind(comp, cfg)}s in {cfg.data.sample_submission}'s shape")
+    if comp.features:
+        kinds = ", ".join(f"{c.name} ({c.kind}" + (f", {len(c.levels)} categories)" if c.levels else ")")
+                          for c in comp.features)
+        say(f"metadata (data.features): {kinds}: {comp.feature_width} model inputs")
     if note := fine_tuning_note(cfg):  # what the weights change in the recipe, before any training
         say(note)
