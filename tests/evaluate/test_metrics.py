@@ -114,3 +114,16 @@ def test_multiclass_qwk_is_unchanged():
     y = rng.integers(0, 4, 70)
     assert score("qwk", y, probs, "multiclass") == pytest.approx(
         cohen_kappa_score(y, probs.argmax(1), weights="quadratic"), abs=1e-12)
+
+
+def test_roc_auc_of_a_two_class_multiclass_task_is_the_binary_auc_of_the_second_class():
+    """Two classes as a multiclass task (ants and bees): scikit-learn's one-vs-rest refuses two
+    columns; the AUC is the binary one of the second class's probability."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    p1 = np.clip(y * 0.3 + rng.random(50) * 0.7, 0, 1)
+    probs = np.c_[1 - p1, p1]
+    assert score("roc_auc", y, probs, "multiclass") == pytest.approx(roc_auc_score(y, p1))
+    assert np.isfinite(score_all(y, probs, "multiclass")["roc_auc"])

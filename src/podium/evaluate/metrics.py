@@ -122,6 +122,8 @@ def score(name: str, y: np.ndarray, probs: np.ndarray, task: str) -> float:
             return float(log_loss(y, probs, labels=[0, 1]))
         return float(np.mean([log_loss(y[:, j], probs[:, j], labels=[0, 1]) for j in range(y.shape[1])]))
     if name == "roc_auc":
+        if task == "multiclass" and probs.shape[1] == 2:  # scikit-learn's one-vs-rest wants three or more
+            return float(roc_auc_score(y, probs[:, 1]))
         if task == "multiclass":
             return float(roc_auc_score(y, probs, multi_class="ovr", labels=np.arange(probs.shape[1])))
         return float(roc_auc_score(y, probs, average="macro"))
