@@ -109,7 +109,9 @@ def test_report_is_a_self_contained_page(trained):
     for figure in ("fold_scores.png", "roc_pr.png", "reliability.png", "fold0_history.png", "fold1_history.png"):
         assert figure in names
     assert "roc_auc" in page and "git_commit" in page
-    assert "With and without" in page and "with TTA over 16 views" in page
+    # the TTA weight fitted on the OOF (postprocess.tta_weight), the TTA mean and the plain view beside
+    assert "With and without" in page and "TTA over 16 views weighted" in page
+    assert "the TTA mean over 16 views" in page and "the plain view of the same models" in page
     assert (run / "fold0" / "history.png").is_file()
 
 
