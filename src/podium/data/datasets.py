@@ -153,12 +153,11 @@ def class_index(targets: np.ndarray, task: str) -> np.ndarray:
     return (y.argmax(axis=1) if y.ndim == 2 else y).astype(np.int64)
 
 
-class PhasedShuffle(Sampler[int]):
-    """The shuffled order when some rows train for the first epochs only (data.extra's `epochs`):
-    row i takes part in the epochs before `until[i]`. Each epoch draws as many rows as there are in
-    all: a permutation of the rows still taking part, then another, cut at that length, so every
-    epoch has the same number of updates (the lr schedule counts on it) and a row that has left is
-    replaced by the others drawn again. A function of (seed, epoch), like BalancedSampler."""
+class EpochSampler(Sampler[int]):
+    """A training order that is a function of (seed, epoch) alone (`set_epoch`, called by the loop
+    before each epoch): every process draws the same order and Accelerate shards its batches, and
+    a resumed run draws what the uninterrupted one did. Each epoch has one draw per row. Row i takes
+    part in the epochs before `until[i]` (data.extra's `epochs`; inf: every epoch)."""
 
     def __init__(self, until: np.ndarray, seed: int):
         self.until, self.seed, self.epoch = np.asarray(until, dtype=np.float64), seed, 0
@@ -169,48 +168,44 @@ class PhasedShuffle(Sampler[int]):
     def __len__(self) -> int:
         return len(self.until)
 
+    def taking_part(self) -> np.ndarray:
+        return self.until > self.epoch
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+
+
+class PhasedShuffle(EpochSampler):
+    """The shuffled order when some rows train for the first epochs only: a permutation of the rows
+    still taking part, then another, cut at the number of rows, so every epoch has the same number
+    of updates (the lr schedule counts on it) and a row that has left is replaced by the others
+    drawn again."""
+
     def __iter__(self):
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        gen = torch.Generator().manual_seed(seed)
-        taking_part = torch.from_numpy(np.flatnonzero(self.until > self.epoch))
+        gen = self.generator()
+        rows = torch.from_numpy(np.flatnonzero(self.taking_part()))
         order = []
-        while len(order) < len(self.until):
-            order += taking_part[torch.randperm(len(taking_part), generator=gen)].tolist()
-        yield from order[:len(self.until)]
+        while len(order) < len(self):
+            order += rows[torch.randperm(len(rows), generator=gen)].tolist()
+        yield from order[:len(self)]
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(EpochSampler):
     """`train.sampler: balanced`: as many draws per epoch as there are rows, with replacement, row i
     with probability (1 / count of its class) / (number of classes), so each class is drawn
-    equally often in expectation: rare classes repeat, common ones are subsampled.
-
-    The draws are a function of (seed, epoch) alone (`set_epoch`, called by the loop before each
-    epoch): every process draws the same order and Accelerate shards its batches, and a resumed
-    run draws what the uninterrupted one did.
-    """
+    equally often in expectation: rare classes repeat, common ones are subsampled."""
 
     def __init__(self, classes: np.ndarray, seed: int, until: np.ndarray | None = None):
         self.classes = np.asarray(classes, dtype=np.int64)
-        # the first epoch each row no longer takes part in (data.extra's `epochs`); none: every epoch
-        self.until = np.full(len(self.classes), np.inf) if until is None else np.asarray(until, dtype=np.float64)
-        self.seed, self.epoch = seed, 0
+        super().__init__(np.full(len(self.classes), np.inf) if until is None else until, seed)
 
     @property
     def weights(self) -> torch.Tensor:
         """Each row's chance this epoch: 1 / (its class's rows taking part), 0 for a row that has left."""
-        taking_part = self.until > self.epoch
+        taking_part = self.taking_part()
         counts = np.bincount(self.classes[taking_part], minlength=self.classes.max() + 1)
         w = np.where(taking_part, 1.0 / np.maximum(counts[self.classes], 1), 0.0)
         return torch.as_tensor(w, dtype=torch.float64)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.classes)
-
     def __iter__(self):
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        draws = torch.multinomial(self.weights, len(self.classes), replacement=True,
-                                  generator=torch.Generator().manual_seed(seed))
-        yield from draws.tolist()
+        yield from torch.multinomial(self.weights, len(self), replacement=True, generator=self.generator()).tolist()
