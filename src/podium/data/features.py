@@ -132,20 +132,19 @@ class FeatureEncoder:
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """(rows, width) float32."""
-        parts = []
+        blocks = [np.zeros((len(df), 0))]
         for col in self.columns:
             if col.kind == "numeric":
                 values = pd.to_numeric(df[col.name]).to_numpy(dtype=np.float64)
                 mean, std = self.scale[col.name]
                 missing = np.isnan(values)
-                parts += [np.where(missing, 0.0, (values - mean) / std), missing.astype(np.float64)]
+                blocks.append(np.column_stack([np.where(missing, 0.0, (values - mean) / std), missing]))
             else:
-                index = {v: i for i, v in enumerate(col.levels) if v in set(self.seen[col.name])}
+                seen = set(self.seen[col.name])
+                index = {v: i for i, v in enumerate(col.levels) if v in seen}
                 at = _as_levels(df[col.name]).map(index).fillna(len(col.levels)).to_numpy(dtype=np.int64)
-                parts.append(np.eye(len(col.levels) + 1)[at].T)
-        if not parts:
-            return np.zeros((len(df), 0), np.float32)
-        return np.vstack([np.atleast_2d(p) for p in parts]).T.astype(np.float32)
+                blocks.append(np.eye(len(col.levels) + 1)[at])  # the last column: <other>
+        return np.hstack(blocks).astype(np.float32)
 
     def to_json(self) -> dict:
         return {"columns": [asdict(c) for c in self.columns], "scale": self.scale, "seen": self.seen}
