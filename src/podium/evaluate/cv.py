@@ -20,7 +20,7 @@ from podium.data.competition import Competition
 from podium.errors import PodiumError
 from podium.evaluate.metrics import higher_is_better, score, score_all
 from podium.evaluate.postprocess import Fitted, kind_for, score_postprocess
-from podium.evaluate.tta_weight import fit_tta_weight, mixed
+from podium.evaluate.tta_weight import fit_tta_weight
 from podium.predict.tta import views
 from podium.runs import layout, records
 
@@ -76,13 +76,10 @@ def update_oof(cfg: Config, comp: Competition) -> tuple[dict, bool]:
     if "tta" in variants.values() and cfg.postprocess.tta_weight:
         _, plain, _ = oof_predictions(cfg, comp, list(range(n)), layout.OOF_PLAIN_CSV)
         weighting = fit_tta_weight(comp.encode(comp.train), probs, plain, fold_col, comp.task)
-    tta_mean = probs
+    tta_mean, fit_on, per_fold = probs, None, None
     if weighting is not None:  # each fold's rows mixed by the weight chosen on the other folds
-        probs = weighting["nested"]
-        cv, fitted = score_oof(cfg, comp, probs, fold_col, kind, fit_on=mixed(tta_mean, plain, weighting["weight"]),
-                               per_fold=weighting["mixtures"])
-    else:
-        cv, fitted = score_oof(cfg, comp, probs, fold_col, kind)
+        probs, fit_on, per_fold = weighting["nested"], weighting["mixture"], weighting["mixtures"]
+    cv, fitted = score_oof(cfg, comp, probs, fold_col, kind, fit_on=fit_on, per_fold=per_fold)
     for name, key in variants.items():  # the same folds' variant, scored the same way (nested too)
         _, other, _ = oof_predictions(cfg, comp, list(range(n)), name)
         without, _ = score_oof(cfg, comp, other, fold_col, kind)

@@ -19,8 +19,9 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 EPS = 1e-7
 
 
-def mixed(tta: np.ndarray, plain: np.ndarray, weight: float) -> np.ndarray:
-    return weight * np.asarray(tta, dtype=np.float64) + (1 - weight) * np.asarray(plain, dtype=np.float64)
+def mixed(tta, plain, weight: float):
+    """The prediction of weight `weight`: arrays or tensors alike (the bundle mixes on the device)."""
+    return weight * tta + (1 - weight) * plain
 
 
 def mean_loss(y: np.ndarray, p: np.ndarray, task: str) -> float:
@@ -47,11 +48,13 @@ def fit_tta_weight(y: np.ndarray, tta: np.ndarray, plain: np.ndarray, fold: np.n
     chosen on the other folds' rows; `nested`: the OOF with each fold's rows mixed by its own
     weight (what is scored); `mixtures`: per fold, every row mixed by that fold's weight (what
     nested post-processing is fitted on, so that nothing fitted for a fold saw its rows);
+    `mixture`: every row mixed by `weight` (what the submission's post-processing is fitted on);
     `losses`: each weight's loss on every row (in-sample, for the record)."""
     y, fold = np.asarray(y), np.asarray(fold)
+    tta, plain = np.asarray(tta, dtype=np.float64), np.asarray(plain, dtype=np.float64)
     weight, losses = choose(y, tta, plain, task)
     fold_weights, mixtures = {}, {}
-    nested = np.empty_like(np.asarray(tta, dtype=np.float64))
+    nested = np.empty_like(tta)
     for k in np.unique(fold):
         held = fold == k
         w, _ = choose(y[~held], tta[~held], plain[~held], task)
@@ -59,4 +62,5 @@ def fit_tta_weight(y: np.ndarray, tta: np.ndarray, plain: np.ndarray, fold: np.n
         mixtures[int(k)] = mixed(tta, plain, w)
         nested[held] = mixtures[int(k)][held]
     return {"weight": weight, "fold_weights": fold_weights, "nested": nested, "mixtures": mixtures,
+            "mixture": mixed(tta, plain, weight),
             "losses": {str(w): v for w, v in losses.items()}}

@@ -21,6 +21,7 @@ from podium.data.features import FeatureEncoder, check_table
 from podium.evaluate.ensemble import blend
 from podium.evaluate.postprocess import Fitted
 from podium.evaluate.submission import build_submission
+from podium.evaluate.tta_weight import mixed
 from podium.predict.forward import forward_views
 from podium.predict.tta import views as tta_views
 from podium.runs import layout
@@ -83,7 +84,7 @@ def _fold_mean(folder: Path, data_dir: Path, batch_size: int | None, device) -> 
         with torch.no_grad():
             for images, feats, _, _ in loader:
                 _, p = forward_views(model, normalize(images), comp.task, views, feats.to(device))
-                parts.append((weight * p.mean(dim=0) + (1 - weight) * p[0]).float().cpu())
+                parts.append(mixed(p.mean(dim=0), p[0], weight).float().cpu())
         probs = torch.cat(parts).numpy().reshape(len(comp.test), -1).astype(np.float64)
         scale = meta["target_scales"][k]
         if scale is not None:  # a regression head's outputs, back in the target's units

@@ -30,6 +30,7 @@ from podium import artifacts
 from podium.config import Config, config_hash
 from podium.config.schema import ADDED_KEYS
 from podium.errors import PodiumError
+from podium.evaluate.tta_weight import mixed
 from podium.runs import records
 
 FOLDS_CSV = "folds.csv"
@@ -342,7 +343,7 @@ def test_predictions(cfg: Config, folds: list[int], columns: list[str], test_ids
         probs = read_fold(cfg, k, TEST_CSV, columns, expected_ids=test_ids).in_order(test_ids)
         if weight != 1.0:
             plain = read_fold(cfg, k, TEST_PLAIN_CSV, columns, expected_ids=test_ids).in_order(test_ids)
-            probs = weight * probs + (1 - weight) * plain
+            probs = mixed(probs, plain, weight)
         total = total + probs
     return total / len(folds)
 
