@@ -1,5 +1,5 @@
-"""Finding duplicate images: the same file (a content hash of its bytes) and the same picture
-saved again (resized, re-encoded, slightly edited), by a perceptual hash.
+"""Finding duplicate images saved again (resized, re-encoded, slightly edited), by a perceptual
+hash; the same file is found by its content hash, which the image check already keeps.
 
 The perceptual hash is pHash (Zauner 2010): the image in grey at 32 x 32, its 2-D DCT, and one bit
 per coefficient of the 8 x 8 lowest frequencies (the constant term left out of the median): above
@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from podium.artifacts import file_hash
 from podium.data.images import read_rgb
 
 BITS = 64
@@ -31,14 +30,12 @@ def perceptual_hash(path: str | Path) -> tuple[np.uint64, int]:
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2)), min(grey.shape)
 
 
-def hash_images(paths: list[Path], workers: int = 8) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(each file's content hash, each image's pHash as uint64, each image's shorter side), in the
-    order of `paths`."""
+def perceptual_hashes(paths: list[str | Path], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(each image's pHash as uint64, each image's shorter side), in the order of `paths`."""
     with ThreadPoolExecutor(workers) as pool:  # decoding and hashing release the GIL
-        digests = list(pool.map(file_hash, paths))
         hashed = list(pool.map(perceptual_hash, paths))
-    phashes = np.array([h for h, _ in hashed], dtype=np.uint64)
-    return digests, phashes, np.array([side for _, side in hashed], dtype=np.int64)
+    return (np.array([h for h, _ in hashed], dtype=np.uint64),
+            np.array([side for _, side in hashed], dtype=np.int64))
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -23,11 +23,11 @@ from podium import artifacts
 from podium.config import Config
 from podium.console import say
 from podium.data.competition import Competition
-from podium.data.duplicates import connected_groups, hamming, hash_images, near_pairs
+from podium.data.duplicates import connected_groups, hamming, near_pairs, perceptual_hashes
 from podium.errors import PodiumError
 from podium.evaluate.audit_page import audit_page
 from podium.runs import layout
-from podium.stages.current import current_oof, load_checked
+from podium.stages.current import checked_images, current_oof, load_checked
 
 GROUP_COLUMN = "audit_group"
 FLAGS = ("conflicting_labels", "straddles_folds", "train_and_test")
@@ -62,12 +62,12 @@ def _images(cfg: Config, comp: Competition) -> pd.DataFrame:
     return out
 
 
-def duplicate_groups(images: pd.DataFrame, max_distance: int) -> tuple[pd.DataFrame, int]:
+def duplicate_groups(images: pd.DataFrame, digests: list[str], max_distance: int) -> tuple[pd.DataFrame, int]:
     """(One row per image in a group of duplicates: group, kind (exact: one content hash; near:
     pictures alike), the image's columns, its perceptual distance to the group's first image, and
-    the group's flags; the median image's shorter side). Images that are the same file are one
-    group whatever their hashes' distance."""
-    digests, phashes, sides = hash_images(images["path"].tolist())
+    the group's flags; the median image's shorter side). `digests`: each image's content hash;
+    images with the same one are one group whatever their perceptual hashes' distance."""
+    phashes, sides = perceptual_hashes(images["path"].tolist())
     by_digest: dict[str, int] = {}
     pairs = []
     for i, d in enumerate(digests):
@@ -140,7 +140,8 @@ def run_audit(cfg: Config) -> dict:
     images = _images(cfg, comp)
     say(f"audit: hashing {len(images)} images ({(images['split'] == 'train').sum()} train, "
         f"{(images['split'] == 'test').sum()} test, {(images['split'] == 'extra').sum()} extra)")
-    groups, side = duplicate_groups(images, cfg.audit.near_distance)
+    _, checked = checked_images(cfg, comp)  # every image's content hash, kept by the image check
+    groups, side = duplicate_groups(images, [checked[p][2] for p in images["path"]], cfg.audit.near_distance)
     suspects, source = label_suspects(cfg, comp, cfg.audit.suspects)
     folds_known = layout.folds_csv(cfg).is_file()
     by_group = groups.drop_duplicates("group")

@@ -39,13 +39,19 @@ def load_checked(cfg: Config) -> tuple[Competition, str]:
     return comp, artifacts.text_hash(*csvs)
 
 
-def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:
-    """A content hash of the competition's CSV files and every image (each image checked to
-    decode; unchanged files are known by their size and mtime, so this is cheap after the first run)."""
+def checked_images(cfg: Config, comp: Competition) -> tuple[str, dict]:
+    """(A content hash of every image, and per image path its [size, mtime, content hash,
+    decodable]), each image checked to decode; unchanged files are known by their size and mtime
+    (runs/.cache/image-check.json), so this is cheap after the first run."""
     cache_file = layout.image_check_file(cfg)
     images_hash, checked = check_images(comp, cache_file)
     artifacts.write_json(cache_file, checked)
-    return artifacts.text_hash(csv_hash, images_hash)
+    return images_hash, checked
+
+
+def data_fingerprint(cfg: Config, comp: Competition, csv_hash: str) -> str:
+    """A content hash of the competition's CSV files and every image (checked_images)."""
+    return artifacts.text_hash(csv_hash, checked_images(cfg, comp)[0])
 
 
 def load_current(cfg: Config, folds: list[int]) -> Competition:
