@@ -28,11 +28,17 @@ class Corrections:
         out = [Path(cfg.data.drop_ids)] if isinstance(cfg.data.drop_ids, str) else []
         return out + ([Path(cfg.data.relabel)] if cfg.data.relabel else [])
 
-    def training_rows(self, rows: pd.DataFrame, id_column: str, target_columns: list[str]) -> pd.DataFrame:
-        """A fold's training rows without the dropped ones, with the corrected labels."""
-        rows = rows[~rows[id_column].isin(self.drop)].reset_index(drop=True)
+    def relabelled(self, rows: pd.DataFrame, id_column: str, target_columns: list[str]) -> pd.DataFrame:
+        """Training rows (the dropped ones already left out) with the corrected labels, as a new frame."""
+        rows = rows.reset_index(drop=True)
         if self.relabel is None:
             return rows
+        fixed = self.relabel.set_index(id_column)
+        at = rows[id_column].isin(fixed.index).to_numpy()
+        corrected = fixed.reindex(rows[id_column].to_numpy())[target_columns].set_axis(rows.index)
+        # (the rows not relabelled read NaN in `corrected`: the column's own type is restored after)
+        return rows.assign(**{col: rows[col].where(~at, corrected[col]).astype(rows[col].dtype)
+                              for col in target_columns})
         fixed = self.relabel.set_index(id_column)
         at = rows[id_column].isin(fixed.index).to_numpy()
         rows = rows.copy()

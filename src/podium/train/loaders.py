@@ -71,7 +71,7 @@ def build_loaders(cfg: Config, comp: Competition, fold: int, data_hash: str) -> 
     corrections = read_corrections(cfg, comp.train, comp.classes)
     valid_df = comp.train[~in_train].reset_index(drop=True)
     in_train = in_train & ~comp.train[cfg.data.id_column].isin(corrections.drop).to_numpy()
-    train_df = corrections.training_rows(comp.train[in_train], cfg.data.id_column, comp.target_columns)
+    train_df = corrections.relabelled(comp.train[in_train], cfg.data.id_column, comp.target_columns)
     train_y, valid_y = comp.encode(train_df), comp.encode(valid_df)
     train_df, train_y, pseudo = taught(cfg, comp, in_train, train_df, train_y)
     train_df, train_y, extra = with_extra(comp, train_df, train_y)
