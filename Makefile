@@ -22,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install demo demo-data check folds train cv oof submit blend schedule ablate report audit leaderboard bundle \
+.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate report audit leaderboard bundle \
         bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
@@ -39,14 +39,30 @@ demo: $(VENV)/.installed  ## the whole pipeline on the demo competition (data/de
 	$(PODIUM) oof --config $(CONFIG) $(OVERRIDES)
 	$(PODIUM) submit --config $(CONFIG) $(OVERRIDES)
 
-# The virtual environment, rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The virtual environment, from requirements.lock (the exact versions `make lock` resolved), rebuilt
+# when the lock or pyproject.toml changes. .installed says how it was installed: the lock test
+# compares `pip freeze` with the lock only after an install from the lock.
+EXTRAS := dev,kaggle
+LOCK   := requirements.lock
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@
+	$(PY) -m pip install --quiet -r $(LOCK) -e ".[$(EXTRAS)]"
+	echo "lock $(LOCK)" > $@
 
-install: $(VENV)/.installed  ## only build .venv (every target does it on first use)
+install: $(VENV)/.installed  ## build .venv from requirements.lock (every target does it on first use)
+
+install-latest:  ## .venv from pyproject.toml's floors instead: the newest versions they allow
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	echo "latest" > $(VENV)/.installed
+
+# pip's resolver, asked for a dry-run install of everything (--ignore-installed: as into an empty
+# .venv), reports the versions it would choose; podium.lock writes them with their platform markers.
+lock: $(VENV)/.installed  ## requirements.lock from pyproject.toml's floors (the newest versions they allow)
+	$(PY) -m pip install --quiet --dry-run --ignore-installed --report $(VENV)/lock-report.json -e ".[$(EXTRAS)]"
+	$(PY) -m podium.lock $(VENV)/lock-report.json $(LOCK)
 
 demo-data: $(VENV)/.installed
 	$(PODIUM) demo-data

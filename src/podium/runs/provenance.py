@@ -1,10 +1,12 @@
-"""Where a run came from: git commit, package versions, machine."""
+"""Where a run came from: git commit, package versions, whether they are requirements.lock's, machine."""
 
 from __future__ import annotations
 
 import platform
 import subprocess
 from importlib import metadata
+
+from podium.lock import lock_status
 
 PACKAGES = ("podium", "torch", "timm", "albumentations", "accelerate", "scikit-learn", "pandas", "numpy",
             "opencv-python-headless")
@@ -31,5 +33,8 @@ def provenance(**extra) -> dict:
         "git_dirty": None if status is None else bool(status),
         "python": platform.python_version(),
         "packages": versions,
+        # {"lock": path, "matches": bool, "differs": [...]}: a run from an environment that is not
+        # the lock's may not reproduce with `make install`.
+        "environment": lock_status(),
         **extra,
     }
