@@ -22,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate report audit leaderboard bundle \
+.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate tune report audit leaderboard bundle \
         bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
@@ -110,6 +110,19 @@ schedule: $(VENV)/.installed  ## lr and image size per update, from the config (
 
 ablate: $(VENV)/.installed  ## FOLDS=0,1: the five tricks' effect on the CV score (runs/<exp>/ablation.png)
 	$(PODIUM) ablate --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NPROC),--nproc $(NPROC)) $(OVERRIDES)
+
+# make -j N tune: N workers on one study (with GPUs, worker k on GPU k mod #GPUs). The study is
+# created first, so the workers never race to create it; the summary reads it when all are done.
+TRIALS ?=
+WORKERS = $(or $(patsubst -j%,%,$(PARALLEL)),1)
+tune: $(VENV)/.installed folds check  ## Optuna search over tune.space: TRIALS=n [-j N: N workers]; runs/<exp>/best.yaml
+	$(PODIUM) tune --config $(CONFIG) --step study $(OVERRIDES)
+	@$(MAKE) --no-print-directory $(addprefix tune-worker-,$(shell seq 0 $$(( $(WORKERS) - 1 ))))
+	$(PODIUM) tune --config $(CONFIG) --step summary $(OVERRIDES)
+
+tune-worker-%:
+	$(PODIUM) tune --config $(CONFIG) --worker $* $(if $(TRIALS),--trials $(TRIALS)) $(if $(NPROC),--nproc $(NPROC)) \
+		$(if $(PARALLEL),--pin-gpu) $(OVERRIDES)
 
 report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images [NAME=a blend]
 	$(PODIUM) report --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)

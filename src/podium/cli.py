@@ -68,6 +68,12 @@ COMMANDS: dict[str, Command] = {
                                                            help="training processes the schedule assumes")),)),
     "ablate": Command("ablate:run_ablation", "train no tricks / all five / all minus each one on the same folds",
                       (FOLDS, NPROC)),
+    "tune": Command("tune:run_tune", "an Optuna search over tune.space (runs/<exp>/tune.db, tune.csv, best.yaml)", (
+        Option(("--trials",), dict(type=int, default=None, help="finished trials to reach (default tune.trials)")),
+        Option(("--worker",), dict(type=int, default=0, help="this worker's number (make -j N tune)")),
+        Option(("--step",), dict(default="search", choices=["study", "search", "summary"])),
+        NPROC, Option(("--pin-gpu",), dict(action="store_true", help="one GPU per worker: worker mod #GPUs")),
+    )),
     "report": Command("report:run_report", "write runs/<exp>/report.html", (NAME,)),
     "audit": Command("audit:run_audit", "write runs/<exp>/audit.html, audit.csv, audit_groups.csv: duplicate "
                      "images and label suspects"),

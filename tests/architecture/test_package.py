@@ -93,7 +93,9 @@ def test_no_module_over_400_lines():
 RUN_FOLDER_NAMES = {"cv.json", "oof.csv", "test.csv", "folds.csv", "blend.json", "postprocess.json", "worker.json",
                     "history.csv", "model.safetensors", "schedule.csv", "schedule.png", "ablation.csv", "ablation.png",
                     "report.html", "meta.json", "fold0", "oof_plain.csv", "test_plain.csv", "oof_best_epoch.csv",
-                    "audit.html", "audit.csv", "audit_groups.csv", "tta_weight.json"}
+                    "audit.html", "audit.csv", "audit_groups.csv", "tta_weight.json", "tune.db", "tune.csv",
+                    "best.yaml", "tune_history.png", "tune_importance.png", "pruned.json", "lr_find.csv",
+                    "lr_find.png"}
 COMPETITION_DEFAULTS = {"podium.config.data", "podium.data.demo"}  # a competition's test.csv, not a fold's
 HUB_FILES = {"podium.train.weights"}  # a hub repo's model.safetensors, named by timm and huggingface_hub
 

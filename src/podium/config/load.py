@@ -40,7 +40,7 @@ def _format_error(err: dict) -> str:
     return f"config key '{key}': {msg} (got {err.get('input')!r})"
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -89,7 +89,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     tree.pop("provenance", None)  # a run's saved config.yaml carries it; it is not a setting
     tree.setdefault("experiment", path.stem)
     for key, value in parse_overrides(overrides or []):
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     return config_from_dict(tree, source=str(path))
 
 

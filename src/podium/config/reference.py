@@ -36,6 +36,8 @@ def _yaml(value: Any) -> str:
         return "[" + ", ".join(_yaml(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, BaseModel):  # a section inside a mapping (tune.space): the keys it sets
+        return _yaml(value.model_dump(exclude_defaults=True))
     return str(value)
 
 

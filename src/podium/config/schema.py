@@ -27,6 +27,7 @@ from podium.config.sections import (
     Section,
     SubmissionConfig,
     TrainConfig,
+    TuneConfig,
 )
 from podium.evaluate.metrics import METRICS
 
@@ -143,6 +144,7 @@ class Config(Section):
     distill: DistillConfig = DistillConfig()
     pseudo: PseudoConfig = PseudoConfig()
     audit: AuditConfig = AuditConfig()
+    tune: TuneConfig = TuneConfig()
     metric: MetricName = Field("accuracy", description=(
         "the competition metric; decides the best epoch and the CV score: "
         + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))

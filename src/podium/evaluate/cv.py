@@ -45,6 +45,14 @@ def oof_predictions(cfg: Config, comp: Competition, folds: list[int], which: str
     return rows, joined.in_order(train_ids[rows]), fold_col[rows]
 
 
+def fold_score(cfg: Config, comp: Competition, fold: int) -> float:
+    """One trained fold's score by the metric, from its OOF file (its final weights, with TTA when
+    on), against train.csv's labels."""
+    oof = layout.read_fold(cfg, fold, layout.OOF_CSV, comp.prob_columns)
+    truth = pd.Series(list(comp.encode(comp.train)), index=comp.train[cfg.data.id_column].to_numpy())
+    return float(score(cfg.metric, np.stack(truth.loc[oof.ids].to_numpy()), oof.probs, comp.task))
+
+
 def postprocess_kind(cfg: Config, comp: Competition) -> str:
     """What make oof fits for this metric and task: 'temperature', 'thresholds', 'cutpoints' or 'none'."""
     return kind_for(comp.task, cfg.metric) if cfg.postprocess.enabled else "none"

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from podium import artifacts  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -44,7 +44,7 @@ def plot_schedule(table: pd.DataFrame, cfg, path: Path) -> Path:
         ax.axvline(e * per_epoch, color="0.9", lw=0.5, zorder=0)
     ax.set_title(f"{cfg.experiment}: {cfg.scheduler.name} lr, "
                  f"{'progressive' if cfg.resize.enabled else 'fixed'} image size ({per_epoch} updates/epoch)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ablation(table: pd.DataFrame, metric: str, path: Path, *, higher_is_better: bool) -> Path:
@@ -64,7 +64,7 @@ def plot_ablation(table: pd.DataFrame, metric: str, path: Path, *, higher_is_bet
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel(f"CV {metric} ({'higher' if higher_is_better else 'lower'} is better), mean ± std over folds")
     ax.set_title("ablation: 'no_X' is all five tricks minus X")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(history: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -84,7 +84,7 @@ def plot_history(history: pd.DataFrame, metric: str, path: Path) -> Path:
     size_ax.set_ylabel("px", color="tab:orange")
     for ax in axes:
         ax.set_xlabel("epoch")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fold_scores(cv: dict, path: Path) -> Path:
@@ -99,7 +99,7 @@ def plot_fold_scores(cv: dict, path: Path) -> Path:
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel(cv["metric"])
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def row_shares(matrix):
@@ -126,7 +126,7 @@ def plot_confusion(matrix, classes: list, path: Path) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (rows)")
     ax.set_title("OOF confusion matrix, normalized per true class\n(share of the row; count below)", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc_pr(y, p, path: Path) -> Path:
@@ -141,7 +141,7 @@ def plot_roc_pr(y, p, path: Path) -> Path:
     axes[0].legend(loc="lower right")
     axes[1].plot(rec, prec)
     axes[1].set(xlabel="recall", ylabel="precision", title="OOF precision-recall")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
@@ -163,4 +163,4 @@ def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
     ax.plot(conf, acc, marker="o")
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"OOF reliability (ECE {ece:.3f})")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -62,6 +62,13 @@ SCHEDULE_PNG = "schedule.png"
 ABLATION_DIR = "ablation"  # one experiment per variant under it
 ABLATION_CSV = "ablation.csv"
 ABLATION_PNG = "ablation.png"
+TUNE_DIR = "tune"  # make tune: one experiment per trial under it
+TUNE_DB = "tune.db"  # the Optuna study (SQLite), shared by the workers of make -j N tune
+TUNE_CSV = "tune.csv"  # every trial: number, state, score, parameters, run folder
+TUNE_BEST_YAML = "best.yaml"  # the best trial's whole config, ready for make cv
+TUNE_HISTORY_PNG, TUNE_IMPORTANCE_PNG = "tune_history.png", "tune_importance.png"
+PRUNED_JSON = "pruned.json"  # in fold<k>/ of a tune trial stopped by the pruner
+LR_FIND_CSV, LR_FIND_PNG = "lr_find.csv", "lr_find.png"  # make lr-find
 REPORT_HTML = "report.html"
 REPORT_FIGURES = "report"  # the report's charts
 LOGS = "logs"  # accelerate's trackers (log_with)
@@ -82,7 +89,7 @@ BUNDLE_MEMBERS = "members"  # a blend's: members/<name>/ holds each member's par
 # run is watched. Every other key, in any section present or future, makes a trained fold stale
 # when it changes.
 NOT_TRAINING = ("experiment", "runs_dir", "submissions_dir", "submission", "postprocess", "log_with", "checkpoint",
-                "audit")
+                "audit", "tune")
 
 # The config keys that decide the folds; changing e.g. the epochs must not reshuffle them.
 FOLD_SECTIONS = ("seed", "data", "folds")
@@ -198,7 +205,7 @@ def clear_fold(cfg: Config, fold: int) -> None:
     vouched for, so that a retrain killed at any moment leaves nothing that reads as current."""
     out = fold_dir(cfg, fold)
     records.forget(out, TRAIN_STAGE)
-    for name in (OOF_CSV, TEST_CSV, WEIGHTS, HISTORY_PNG, *FOLD_VARIANTS):
+    for name in (OOF_CSV, TEST_CSV, WEIGHTS, HISTORY_PNG, PRUNED_JSON, *FOLD_VARIANTS):
         (out / name).unlink(missing_ok=True)
 
 

@@ -14,7 +14,8 @@ from podium.config import Config, config_from_dict
 from podium.config.schema import fine_tuning_values, scratch_default
 from podium.console import say
 from podium.errors import PodiumError
-from podium.evaluate.metrics import higher_is_better, score
+from podium.evaluate.cv import fold_score
+from podium.evaluate.metrics import higher_is_better
 from podium.evaluate.plots import plot_ablation
 from podium.runs import layout
 from podium.stages.current import load_checked
@@ -71,9 +72,6 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, *, nproc: int | No
     """Train every variant on `folds` (None: all) and tabulate each one's CV score and time."""
     folds = list(range(cfg.folds.n_splits)) if folds is None else folds
     comp, _ = load_checked(cfg)
-    id_col = cfg.data.id_column
-    truth = pd.Series(list(comp.encode(comp.train)),
-                      index=comp.train[id_col].to_numpy())
     rows = []
     for name, vcfg in variants(cfg).items():
         scores, seconds = [], 0.0
@@ -82,9 +80,7 @@ def run_ablation(cfg: Config, folds: list[int] | None = None, *, nproc: int | No
             code = run_train(vcfg, k, nproc=nproc)
             if code != 0:
                 raise PodiumError(f"ablation variant '{name}' fold {k}: training exited with code {code}")
-            oof = layout.read_fold(vcfg, k, layout.OOF_CSV, comp.prob_columns)
-            y = np.stack(truth.loc[oof.ids].to_numpy())
-            scores.append(score(cfg.metric, y, oof.probs, comp.task))
+            scores.append(fold_score(vcfg, comp, k))
             seconds += float(pd.read_csv(layout.fold_dir(vcfg, k) / layout.HISTORY_CSV)["seconds"].sum())
         rows.append({"variant": name, "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
                      "folds": ",".join(map(str, folds)), "wall_seconds": round(seconds, 1)})

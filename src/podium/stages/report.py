@@ -104,10 +104,13 @@ def run_report(cfg: Config, *, name: str = "") -> Path:
         if hist.is_file():
             png = out / f"{layout.fold_name(k)}_history.png"
             figures.append((f"Fold {k} training curves", plots.plot_history(pd.read_csv(hist), cfg.metric, png)))
-    for name in (layout.ABLATION_PNG, layout.SCHEDULE_PNG):
+    copied = {layout.ABLATION_PNG: "Ablation", layout.SCHEDULE_PNG: "Schedule",
+              layout.TUNE_HISTORY_PNG: "make tune: each trial's score", layout.TUNE_IMPORTANCE_PNG:
+              "make tune: what each searched key is worth (fANOVA on the complete trials)"}
+    for name, title in copied.items():
         if (run / name).is_file():
             artifacts.write_bytes(out / name, (run / name).read_bytes())
-            figures.append((name.removesuffix(".png").capitalize(), out / name))
+            figures.append((title, out / name))
 
     wrong = confidently_wrong(comp, cfg, oof, cols)
     thumbs = []

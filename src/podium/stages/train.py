@@ -25,14 +25,17 @@ from podium.train.precision import Speed, resolve
 
 
 def run_train(cfg: Config, fold: int, *, nproc: int | None = None, fresh: bool = False,
-              accelerate_config: str | None = None, port: int | None = None, pin_gpu: bool = False) -> int:
-    """Check everything, then train one fold under `accelerate launch`; returns its exit code."""
+              accelerate_config: str | None = None, port: int | None = None, pin_gpu: bool = False,
+              gpu_slot: int | None = None, report: dict | None = None) -> int:
+    """Check everything, then train one fold under `accelerate launch`; returns its exit code.
+    `gpu_slot`: with pin_gpu, the GPU is slot mod #GPUs (default: the fold); `report`: a tune
+    trial's study, to which the worker reports each epoch's score (train/trial_report.py)."""
     if not 0 <= fold < cfg.folds.n_splits:
         raise PodiumError(f"FOLD={fold}: folds are numbered 0 to {cfg.folds.n_splits - 1} (folds.n_splits)")
     out = layout.fold_dir(cfg, fold)
     job_file = out / layout.WORKER_JSON
     argv, env, expected = launch_command(["train-worker", str(job_file)], nproc, fold, accelerate_config, port,
-                                         pin_gpu=pin_gpu)
+                                         pin_gpu=pin_gpu, gpu_slot=gpu_slot)
     comp, data_hash = preflight(cfg, processes=expected or 1)
     teachers = teacher_digest(cfg, comp)
     run_folds(cfg, comp)
@@ -50,7 +53,7 @@ def run_train(cfg: Config, fold: int, *, nproc: int | None = None, fresh: bool =
         layout.clear_fold(cfg, fold)
         speed = resolve(cfg, comp.num_outputs)  # on a CPU, `auto` times the settings once per machine
         artifacts.write_json(job_file, {"fold": fold, "inputs": inputs, "resume": str(resume) if resume else None,
-                                        "processes": expected, "speed": speed.as_json(),
+                                        "processes": expected, "speed": speed.as_json(), "report": report,
                                         "config": cfg.model_dump(mode="json")})
         return run_launch(argv, env)
 
@@ -71,4 +74,9 @@ def train_worker(job_file: str) -> None:
         raise PodiumError(f"{job_file}: its resume checkpoint {resume} is gone (a later run replaced it); "
                           f"run make train FOLD={job['fold']} to resume from the newest one")
     speed = Speed(**job["speed"]) if job.get("speed") else None
-    train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume, speed)
+    reporter = None
+    if job.get("report"):
+        from podium.train.trial_report import TrialReporter
+
+        reporter = TrialReporter.from_job(cfg.tune, job["report"])
+    train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume, speed, reporter)

@@ -29,10 +29,12 @@ def launch_command(
     gpus: int | None = None,
     *,
     pin_gpu: bool = False,
+    gpu_slot: int | None = None,
 ) -> tuple[list[str], dict[str, str], int | None]:
     """(argv, extra environment, expected process count or None when a config file decides).
 
-    `pin_gpu`: folds trained side by side (make -j N cv) get one GPU each, fold k GPU k mod #GPUs.
+    `pin_gpu`: folds trained side by side (make -j N cv) get one GPU each, fold k GPU k mod #GPUs
+    (`gpu_slot` instead of the fold: make -j N tune's worker number).
     """
     argv = [sys.executable, "-m", "accelerate.commands.launch"]
     env: dict[str, str] = {}
@@ -44,7 +46,7 @@ def launch_command(
     else:
         gpus = gpu_count() if gpus is None else gpus
         if gpus > 0 and not nproc and pin_gpu:
-            env["CUDA_VISIBLE_DEVICES"] = str(fold % gpus)
+            env["CUDA_VISIBLE_DEVICES"] = str((fold if gpu_slot is None else gpu_slot) % gpus)
             gpus, nproc = 1, 1
         n = nproc or max(gpus, 1)
         expected = n

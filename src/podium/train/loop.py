@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.tracking import GeneralTracker
 from accelerate.utils import set_seed
 from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
@@ -40,6 +41,7 @@ from podium.train.optimizer import build_optimizer, freeze, scheduled_lr
 from podium.train.precision import Speed, resolve as resolve_speed
 from podium.train.schedule import lr_scheduler, resize_note, size_at, updates_per_epoch
 from podium.train.state import FoldState, Step
+from podium.train.trial_report import TrialReporter
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces the loop uses
@@ -127,7 +129,8 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
 # The phases of a fold
 
 
-def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed) -> Accelerator:
+def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed,
+                      trackers: tuple[GeneralTracker, ...] = ()) -> Accelerator:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # with no GPU, several processes form a gloo group only with cpu=True
         mixed_precision=speed.precision,
@@ -135,7 +138,8 @@ def start_accelerator(cfg: Config, expected_processes: int | None, speed: Speed)
         # podium steps the lr itself, once per optimizer update (see schedule.py)
         step_scheduler_with_optimizer=False,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-        log_with=cfg.log_with,  # TensorBoard / Weights & Biases through accelerate, off by default
+        # TensorBoard / Weights & Biases through accelerate, off by default; a tune trial's reporter
+        log_with=[*([cfg.log_with] if cfg.log_with else []), *trackers] or None,
         project_dir=str(cfg.run_dir / "logs"),
         # A frozen backbone gets no gradients; DistributedDataParallel fails on that unless told to
         # look for unused parameters (an extra pass over the autograd graph each step, so only then).
@@ -231,14 +235,16 @@ def write_start(cfg: Config, fold: int, accelerator: Accelerator, inputs: dict[s
 
 
 def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processes: int | None = None,
-               resume: Path | None = None, speed: Speed | None = None) -> None:
+               resume: Path | None = None, speed: Speed | None = None, reporter: TrialReporter | None = None) -> None:
     """Train one fold; `speed` is what `auto` resolved to (stages.run_train measures it on a CPU;
-    None: resolved here without measuring)."""
+    None: resolved here without measuring); `reporter`: a `make tune` trial's, which may stop it."""
     comp = load_competition(cfg)
     speed = speed or resolve_speed(cfg, comp.num_outputs, measure_cpu=False)
-    accelerator = start_accelerator(cfg, expected_processes, speed)
+    accelerator = start_accelerator(cfg, expected_processes, speed, (reporter,) if reporter else ())
     main = accelerator.is_main_process
-    if cfg.log_with:
+    if reporter is not None:
+        reporter.stop = accelerator.set_trigger
+    if cfg.log_with or reporter is not None:
         accelerator.init_trackers(f"{cfg.experiment}-fold{fold}", config=_tracker_params(cfg))
     # Seed before building the model: every process gets the same initial weights.
     set_seed(cfg.seed)
@@ -313,6 +319,10 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         state.keep_top(cfg.train.average_top_k, scores[cfg.metric], epoch, cfg.metric, weights, full=full)
         state.epoch = epoch + 1
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
+        # A tune trial's pruner stopped the fold in the reporter's log (main process); every process
+        # learns it here and stops with it.
+        if reporter is not None and accelerator.check_trigger():
+            break
         if main:
             artifacts.write_csv(layout.fold_dir(cfg, fold) / layout.HISTORY_CSV, pd.DataFrame(state.history))
             say(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
@@ -321,7 +331,12 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         if state.epoch % cfg.checkpoint.every_epochs == 0 or state.epoch == epochs:
             save_epoch(step, state, ckpt_root, inputs)
 
-    finish(step, data, state, fold, inputs, started)
+    if state.epoch == epochs:
+        finish(step, data, state, fold, inputs, started)
+    elif main:  # pruned: no predictions, no done-record; the tune stage reads why
+        artifacts.write_json(layout.fold_dir(cfg, fold) / layout.PRUNED_JSON,
+                             {"epoch": state.epoch - 1, "score": state.history[-1][cfg.metric]})
+        say(f"fold {fold}: stopped after epoch {state.epoch} by the tune study's pruner")
     accelerator.wait_for_everyone()
     # Destroys the process group; without it a gloo group sometimes aborts at exit.
     accelerator.end_training()
