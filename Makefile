@@ -22,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate tune report audit leaderboard bundle \
+.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate tune lr-find report audit leaderboard bundle \
         bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
@@ -123,6 +123,10 @@ tune: $(VENV)/.installed folds check  ## Optuna search over tune.space: TRIALS=n
 tune-worker-%:
 	$(PODIUM) tune --config $(CONFIG) --worker $* $(if $(TRIALS),--trials $(TRIALS)) $(if $(NPROC),--nproc $(NPROC)) \
 		$(if $(PARALLEL),--pin-gpu) $(OVERRIDES)
+
+UPDATES ?= 200
+lr-find: $(VENV)/.installed  ## the lr range test on fold 0 [UPDATES=200]: runs/<exp>/lr_find.png, a suggested train.lr
+	$(PODIUM) lr-find --config $(CONFIG) --updates $(UPDATES) $(OVERRIDES)
 
 report: $(VENV)/.installed  ## runs/<exp>/report.html: CV table, curves, confusion, wrong images [NAME=a blend]
 	$(PODIUM) report --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)

@@ -74,6 +74,12 @@ COMMANDS: dict[str, Command] = {
         Option(("--step",), dict(default="search", choices=["study", "search", "summary"])),
         NPROC, Option(("--pin-gpu",), dict(action="store_true", help="one GPU per worker: worker mod #GPUs")),
     )),
+    "lr-find": Command("lr_find:run_lr_find", "the lr range test on fold 0: runs/<exp>/lr_find.png and a "
+                       "suggested train.lr", (
+        Option(("--updates",), dict(type=int, default=200, help="updates the lr ramps over (default 200)")),
+        Option(("--start",), dict(type=float, default=1e-7, help="the first lr (default 1e-7)")),
+        Option(("--end",), dict(type=float, default=10.0, help="the last lr (default 10)")),
+    )),
     "report": Command("report:run_report", "write runs/<exp>/report.html", (NAME,)),
     "audit": Command("audit:run_audit", "write runs/<exp>/audit.html, audit.csv, audit_groups.csv: duplicate "
                      "images and label suspects"),

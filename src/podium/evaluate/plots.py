@@ -164,3 +164,22 @@ def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"OOF reliability (ECE {ece:.3f})")
     return save_figure(fig, path)
+
+
+def plot_lr_find(table: pd.DataFrame, lowest: float, suggestion: float, path: Path) -> Path:
+    """make lr-find: each update's loss and the smoothed loss against the lr (log scale), with the
+    smoothed loss's lowest point and the suggestion marked."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(table["lr"], table["loss"], color="0.7", lw=0.8, label="loss of the update's batch")
+    ax.plot(table["lr"], table["smoothed_loss"], color="tab:blue", lw=1.8, label="smoothed loss")
+    ax.axvline(lowest, color="tab:red", ls=":", lw=1.2, label=f"lowest smoothed loss: lr {lowest:.2g}")
+    ax.axvline(suggestion, color="tab:green", ls="--", lw=1.5, label=f"suggested train.lr {suggestion:.2g}")
+    ax.set_xscale("log")
+    # the divergence at the end would squash the useful range: cap the view at twice the first loss
+    top = max(float(table["smoothed_loss"].iloc[0]) * 2, float(table["smoothed_loss"].min()) * 1.5)
+    ax.set_ylim(min(float(table["loss"].min()), float(table["smoothed_loss"].min())) * 0.9, top)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("lr range test: the loss against an exponentially growing lr")
+    return save_figure(fig, path)

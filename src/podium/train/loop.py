@@ -58,18 +58,44 @@ def _mix_name(cfg: Config) -> str:
     return "+".join(on) or "off"
 
 
+def batch_loss(step: Step, images: torch.Tensor, features: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+               mix_rng: np.random.Generator | None, row_weights: torch.Tensor | None) -> torch.Tensor:
+    """The training loss of one batch of normalized images: soft targets, Mixup/CutMix (when
+    `mix_rng` is given), label smoothing once, forward, the loss (weighted by `row_weights`,
+    indexed by the batch's row numbers, when given)."""
+    cfg, comp = step.cfg, step.comp
+    target = soft_targets(y, comp.task, comp.num_outputs)
+    # Row weights (data.extra's `weight`) and the metadata (data.features) ride as extra target
+    # columns, so a mixed image's weight and features mix with the same partner and proportion as
+    # its target.
+    weights = row_weights[rows.to(row_weights.device)] if row_weights is not None else None
+    riders = [features.to(target.device, target.dtype)]
+    if weights is not None:
+        riders.append(weights.unsqueeze(1).to(target.dtype))
+    k = target.shape[1]
+    target = torch.cat([target, *riders], dim=1)
+    if mix_rng is not None:
+        images, target, _ = mix(images, target, mix_rng, cfg.mix)
+    target, features, weights = (target[:, :k], target[:, k:k + features.shape[1]],
+                                 target[:, -1] if weights is not None else None)
+    target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
+    with step.accelerator.autocast():
+        logits = logits_of(step.model, images, features)
+    if weights is None:
+        return step.loss_fn(logits.float(), target)
+    return weighted_loss(step.loss_fn, logits.float(), target, weights)
+
+
 def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generator | None,
                     progress: str | None = None, row_weights: torch.Tensor | None = None
                     ) -> tuple[int, float, float | None, tuple[int, int]]:
     """One pass over the training loader. Returns (update count, mean loss, last lr, image size).
 
-    Per batch: the uint8 images normalized on the device, soft targets, Mixup/CutMix (when
-    `mix_rng` is given: mixing is on this epoch, drawing from it), label smoothing once, forward,
-    the loss (weighted by `row_weights`, indexed by the batch's row numbers, when given),
-    backward; per optimizer update (after gradient accumulation): the lr of this update,
-    clipping, the step, EMA.
+    Per batch: the uint8 images normalized on the device, the loss (`batch_loss`; mixing when
+    `mix_rng` is given: mixing is on this epoch, drawing from it), backward; per optimizer update
+    (after gradient accumulation): the lr of this update, clipping, the step, EMA.
     """
-    cfg, comp, accelerator, model, optimizer = step.cfg, step.comp, step.accelerator, step.model, step.optimizer
+    cfg, accelerator, model, optimizer = step.cfg, step.accelerator, step.model, step.optimizer
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
     sizes_seen, lr = set(), None
@@ -82,25 +108,7 @@ def train_one_epoch(step: Step, loader, update: int, mix_rng: np.random.Generato
         sizes_seen.add(tuple(images.shape[-2:]))
         images = step.normalize(images)
         with accelerator.accumulate(model):
-            target = soft_targets(y, comp.task, comp.num_outputs)
-            # Row weights (data.extra's `weight`) and the metadata (data.features) ride as extra
-            # target columns, so a mixed image's weight and features mix with the same partner and
-            # proportion as its target.
-            weights = row_weights[rows.to(row_weights.device)] if row_weights is not None else None
-            riders = [features.to(target.device, target.dtype)]
-            if weights is not None:
-                riders.append(weights.unsqueeze(1).to(target.dtype))
-            k = target.shape[1]
-            target = torch.cat([target, *riders], dim=1)
-            if mix_rng is not None:
-                images, target, _ = mix(images, target, mix_rng, cfg.mix)
-            target, features, weights = (target[:, :k], target[:, k:k + features.shape[1]],
-                                         target[:, -1] if weights is not None else None)
-            target = smooth(target, cfg.loss.label_smoothing, comp.task)  # once, after mixing
-            with accelerator.autocast():
-                logits = logits_of(model, images, features)
-            loss = step.loss_fn(logits.float(), target) if weights is None else \
-                weighted_loss(step.loss_fn, logits.float(), target, weights)
+            loss = batch_loss(step, images, features, y, rows, mix_rng, row_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:  # this batch completes an optimizer update
                 step.scheduler.step_update(update)  # every group: the schedule's lr x its lr_scale
