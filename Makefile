@@ -22,7 +22,7 @@ PODIUM := $(PY) -m podium.cli
 TRAIN_FLAGS = $(if $(NPROC),--nproc $(NPROC)) $(if $(FRESH),--fresh) \
               $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
 
-.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate tune lr-find report audit leaderboard bundle \
+.PHONY: help install install-latest lock demo demo-data check folds train cv oof submit blend schedule ablate tune lr-find report audit leaderboard bundle kaggle-dataset kaggle-submit \
         bench test test-fast lint docs clean
 .DEFAULT_GOAL := help
 
@@ -142,6 +142,15 @@ bundle: $(VENV)/.installed  ## runs/<exp>/bundle/ with predict.py for an offline
 
 blend: $(VENV)/.installed  ## EXPS="a b" NAME=x [METHOD=weights|mean|rank]: runs/x/, submissions/x.csv
 	$(PODIUM) blend --config $(CONFIG) --exps $(EXPS) --name $(NAME) --method $(METHOD) $(OVERRIDES)
+
+# The official kaggle command line (installed with the kaggle extra); credentials stay in the
+# user's kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY.
+MESSAGE ?=
+kaggle-dataset: $(VENV)/.installed  ## upload runs/<exp>/bundle/ as a private Kaggle dataset (a new version when it exists) [NAME=x]
+	$(PODIUM) kaggle-dataset --config $(CONFIG) $(if $(NAME),--name $(NAME)) $(OVERRIDES)
+
+kaggle-submit: $(VENV)/.installed  ## submit submissions/<exp>.csv to kaggle.competition, refused if stale [NAME=x MESSAGE=...]
+	$(PODIUM) kaggle-submit --config $(CONFIG) $(if $(NAME),--name $(NAME)) --message "$(MESSAGE)" $(OVERRIDES)
 
 # Speed figures (runs/bench.json); uses ../shared/datasets when present, the demo data otherwise.
 bench: $(VENV)/.installed  ## loader, step and progressive-resizing speed figures (runs/bench.json)

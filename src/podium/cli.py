@@ -80,6 +80,11 @@ COMMANDS: dict[str, Command] = {
         Option(("--start",), dict(type=float, default=1e-7, help="the first lr (default 1e-7)")),
         Option(("--end",), dict(type=float, default=10.0, help="the last lr (default 10)")),
     )),
+    "kaggle-dataset": Command("kaggle:run_kaggle_dataset", "upload runs/<exp>/bundle/ as a private Kaggle dataset "
+                              "(or a new version of it)", (NAME,)),
+    "kaggle-submit": Command("kaggle:run_kaggle_submit", "submit submissions/<exp>.csv to kaggle.competition", (
+        NAME, Option(("--message",), dict(default="", help="your note; the CV score and git commit are added")),
+    )),
     "report": Command("report:run_report", "write runs/<exp>/report.html", (NAME,)),
     "audit": Command("audit:run_audit", "write runs/<exp>/audit.html, audit.csv, audit_groups.csv: duplicate "
                      "images and label suspects"),

@@ -1,5 +1,6 @@
 """`make lr-find` on a small competition: the curve it writes is the range test's (a geometric
-ramp, the debiased moving average), and the suggestion it prints is recomputed from that file."""
+ramp, the debiased moving average, the centered average), and the suggestion it prints is
+recomputed from that file."""
 
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ def test_lr_find_writes_the_curve_and_suggests_a_tenth_of_its_lowest_point(tmp_p
     for i, loss in enumerate(table["loss"]):
         average = SMOOTHING * average + (1 - SMOOTHING) * loss
         smoothed.append(average / (1 - SMOOTHING ** (i + 1)))
-    assert np.allclose(smoothed, table["smoothed_loss"])
+    assert np.allclose(smoothed, table["moving_average"])
+    losses = table["loss"].to_numpy()
+    centered = [losses[max(0, i - 2):i + 3].mean() for i in range(len(losses))]  # 5 updates: the least window
+    assert np.allclose(centered, table["centered_loss"])
     suggested = float(re.search(r"suggested train\.lr=(\S+)", out).group(1))
-    assert suggested == pytest.approx(table["lr"].iloc[int(np.argmin(smoothed))] / 10, rel=0.05)  # printed to 2 digits
+    assert suggested == pytest.approx(table["lr"].iloc[int(np.argmin(centered))] / 10, rel=0.05)  # printed to 2 digits
 
 
 def test_too_few_updates_are_refused_before_training(tmp_path, competition):

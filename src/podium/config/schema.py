@@ -27,8 +27,8 @@ from podium.config.sections import (
     Section,
     SubmissionConfig,
     TrainConfig,
-    TuneConfig,
 )
+from podium.config.workflow import KaggleConfig, TuneConfig
 from podium.evaluate.metrics import METRICS
 
 # Keys added after runs were made, each with the value at which podium behaves as it did before
@@ -145,6 +145,7 @@ class Config(Section):
     pseudo: PseudoConfig = PseudoConfig()
     audit: AuditConfig = AuditConfig()
     tune: TuneConfig = TuneConfig()
+    kaggle: KaggleConfig = KaggleConfig()
     metric: MetricName = Field("accuracy", description=(
         "the competition metric; decides the best epoch and the CV score: "
         + ", ".join(f"`{name}` ({m.about})" for name, m in METRICS.items())))

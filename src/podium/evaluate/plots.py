@@ -167,17 +167,20 @@ def plot_reliability(confidence, correct, path: Path, bins: int = 10) -> Path:
 
 
 def plot_lr_find(table: pd.DataFrame, lowest: float, suggestion: float, path: Path) -> Path:
-    """make lr-find: each update's loss and the smoothed loss against the lr (log scale), with the
-    smoothed loss's lowest point and the suggestion marked."""
+    """make lr-find: each update's loss, its centered average (what the suggestion reads) and the
+    moving average (what stops the ramp) against the lr (log scale), the lowest point and the
+    suggestion marked."""
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(table["lr"], table["loss"], color="0.7", lw=0.8, label="loss of the update's batch")
-    ax.plot(table["lr"], table["smoothed_loss"], color="tab:blue", lw=1.8, label="smoothed loss")
-    ax.axvline(lowest, color="tab:red", ls=":", lw=1.2, label=f"lowest smoothed loss: lr {lowest:.2g}")
+    ax.plot(table["lr"], table["centered_loss"], color="tab:blue", lw=1.8, label="centered average")
+    ax.plot(table["lr"], table["moving_average"], color="tab:orange", lw=1, ls="--",
+            label="moving average (stops the ramp; lags)")
+    ax.axvline(lowest, color="tab:red", ls=":", lw=1.2, label=f"lowest centered average: lr {lowest:.2g}")
     ax.axvline(suggestion, color="tab:green", ls="--", lw=1.5, label=f"suggested train.lr {suggestion:.2g}")
     ax.set_xscale("log")
     # the divergence at the end would squash the useful range: cap the view at twice the first loss
-    top = max(float(table["smoothed_loss"].iloc[0]) * 2, float(table["smoothed_loss"].min()) * 1.5)
-    ax.set_ylim(min(float(table["loss"].min()), float(table["smoothed_loss"].min())) * 0.9, top)
+    curve = table["centered_loss"]
+    ax.set_ylim(float(table["loss"].min()) * 0.9, max(float(curve.iloc[0]) * 2, float(curve.min()) * 1.5))
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.legend(loc="upper left", fontsize=8)

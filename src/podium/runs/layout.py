@@ -89,7 +89,7 @@ BUNDLE_MEMBERS = "members"  # a blend's: members/<name>/ holds each member's par
 # run is watched. Every other key, in any section present or future, makes a trained fold stale
 # when it changes.
 NOT_TRAINING = ("experiment", "runs_dir", "submissions_dir", "submission", "postprocess", "log_with", "checkpoint",
-                "audit", "tune")
+                "audit", "tune", "kaggle")
 
 # The config keys that decide the folds; changing e.g. the epochs must not reshuffle them.
 FOLD_SECTIONS = ("seed", "data", "folds")

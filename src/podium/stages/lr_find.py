@@ -30,7 +30,7 @@ FOLD = 0
 
 
 def run_lr_find(cfg: Config, *, updates: int = 200, start: float = 1e-7, end: float = 10.0) -> float:
-    """Returns the suggested lr (the smoothed loss's lowest point / 10)."""
+    """Returns the suggested lr (the centered loss's lowest point / 10)."""
     if updates < 10:
         raise PodiumError(f"UPDATES={updates}: the range test needs at least 10 updates (a few hundred is usual)")
     if not 0 < start < end:
@@ -80,12 +80,13 @@ def run_lr_find(cfg: Config, *, updates: int = 200, start: float = 1e-7, end: fl
         f"{cfg.train.optimizer}, lr {start:g} to {end:g} over {updates} updates on fold {FOLD}'s "
         f"{len(data.train_df)} training rows")
     result = range_test(set_lr, update, start, end, updates)
-    table = pd.DataFrame({"lr": result.lrs, "loss": result.losses, "smoothed_loss": result.smoothed})
+    table = pd.DataFrame({"lr": result.lrs, "loss": result.losses, "centered_loss": result.centered,
+                          "moving_average": result.smoothed})
     csv = artifacts.write_csv(cfg.run_dir / layout.LR_FIND_CSV, table)
     png = plot_lr_find(table, result.lowest, result.suggestion, cfg.run_dir / layout.LR_FIND_PNG)
     stop = (f"diverged at lr {result.lrs[-1]:.3g}" if result.diverged else
             f"did not diverge by lr {end:g} (LR_END higher shows where it does)")
-    say(f"{len(result.lrs)} updates; {stop}; lowest smoothed loss at lr {result.lowest:.3g}",
+    say(f"{len(result.lrs)} updates; {stop}; lowest centered loss at lr {result.lowest:.3g}",
         f"suggested train.lr={result.suggestion:.2g} (a tenth of the lowest point; config has {cfg.train.lr:g})",
         f"wrote {csv} and {png}")
     return result.suggestion

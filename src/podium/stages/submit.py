@@ -4,6 +4,7 @@ the sample submission's shape: submissions/<exp>.csv (FOLDS=0,2: a partial one, 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -34,20 +35,29 @@ def submission_postprocess(cfg: Config, comp: Competition, folds: list[int]) -> 
     return fit(kind, comp.encode(comp.train)[rows], probs, cfg.metric, comp.task, comp.classes)
 
 
-def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
-    """Average the folds' test probabilities and write the submission in sample_submission's shape.
+@dataclass
+class Planned:
+    """What `make submit` would write for a config and folds, and the record that vouches for it."""
 
-    `folds`: some folds only (a quick leaderboard probe while the rest train); the file is then
-    named for them. Every fold used must be trained and current for this config.
-    """
+    comp: Competition
+    used: list[int]
+    out: Path
+    stage: str
+    inputs: dict[str, str]
+    post: Fitted | None
+    weight: float
+    what: str
+
+    def is_current(self, cfg: Config) -> bool:
+        return records.is_up_to_date(cfg.run_dir, self.stage, self.inputs)
+
+
+def plan_submission(cfg: Config, folds: list[int] | None = None) -> Planned:
+    """Every fold used must be trained and current for this config (refused otherwise)."""
     n = cfg.folds.n_splits
     used = list(range(n)) if folds is None else sorted(folds)
     comp = load_current(cfg, used)
-    id_col = cfg.data.id_column
-    cols = comp.prob_columns
     paths = [layout.fold_dir(cfg, k) / layout.TEST_CSV for k in used]
-    out = layout.submission_path(cfg, used)
-    stage = layout.submit_stage(cfg, used)
     post = submission_postprocess(cfg, comp, used)  # runs make oof for all folds: the TTA weight is then current
     # make oof's TTA weight, fitted on every fold's OOF; a partial submission takes the TTA mean, as the
     # post-processing fitted on its folds' OOF does
@@ -66,13 +76,26 @@ def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
         what += f", TTA mean weighted {weight:g} against the plain view (fitted on the OOF)"
     if post is not None:
         what += f", {post.kind} fitted on their out-of-fold predictions"
-    if records.is_up_to_date(cfg.run_dir, stage, inputs):
-        say(f"{out} is up to date ({what})")
-        return out
-    test_ids = comp.test[id_col].to_numpy()
-    mean = pd.DataFrame(layout.test_predictions(cfg, used, cols, test_ids, weight), index=test_ids, columns=cols)
-    sub = build_submission(comp, cfg, mean, post)
-    artifacts.write_csv(out, sub)
-    records.mark_done(cfg.run_dir, stage, inputs, [out])
-    say(f"wrote {out}: {len(sub)} rows, columns {list(sub.columns)}; {what}")
-    return out
+    return Planned(comp, used, layout.submission_path(cfg, used), layout.submit_stage(cfg, used), inputs, post,
+                   weight, what)
+
+
+def run_submit(cfg: Config, folds: list[int] | None = None) -> Path:
+    """Average the folds' test probabilities and write the submission in sample_submission's shape.
+
+    `folds`: some folds only (a quick leaderboard probe while the rest train); the file is then
+    named for them. Every fold used must be trained and current for this config.
+    """
+    plan = plan_submission(cfg, folds)
+    if plan.is_current(cfg):
+        say(f"{plan.out} is up to date ({plan.what})")
+        return plan.out
+    comp, cols = plan.comp, plan.comp.prob_columns
+    test_ids = comp.test[cfg.data.id_column].to_numpy()
+    mean = pd.DataFrame(layout.test_predictions(cfg, plan.used, cols, test_ids, plan.weight), index=test_ids,
+                        columns=cols)
+    sub = build_submission(comp, cfg, mean, plan.post)
+    artifacts.write_csv(plan.out, sub)
+    records.mark_done(cfg.run_dir, plan.stage, plan.inputs, [plan.out])
+    say(f"wrote {plan.out}: {len(sub)} rows, columns {list(sub.columns)}; {plan.what}")
+    return plan.out

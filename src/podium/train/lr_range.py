@@ -3,10 +3,13 @@ with an lr that grows exponentially from `start` to `end` over a few hundred upd
 loss, and stop once it diverges. The loss falls slowly while the lr is too small to move the
 weights, fastest in the useful range, and blows up past the largest stable lr.
 
-The suggestion is the lr where the smoothed loss is lowest, divided by 10. The lowest point lies
-near the largest stable lr (for gradient descent on a quadratic, 2 / the largest curvature; the
-smoothing's lag puts it up to 2-3 times past it), so a tenth of it trains stably with room for a
-schedule's peak, yet within an order of magnitude of the fastest lr that does.
+Two smoothings, for two jobs. The stop reads an exponential moving average, which needs only the
+losses so far; but it lags behind the growing lr by tens of updates (about two decades of lr on
+a 200-update ramp), so its lowest point is far past the loss's. The suggestion reads a centered
+average of the recorded losses instead, which does not lag: the lr where it is lowest, divided
+by 10. The lowest point lies at the largest stable lr (for gradient descent on a quadratic, 2 /
+the largest curvature), so a tenth of it trains stably with room for a schedule's peak, yet
+within an order of magnitude of the fastest lr that does.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SMOOTHING = 0.98  # the loss's exponential moving average, debiased (as fastai and Lightning)
-DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its lowest value
+DIVERGED = 4.0  # stop once that moving average exceeds this many times its lowest value
+CENTERED_SHARE = 0.05  # the window of the centered average the suggestion reads, as a share of the updates
 SUGGEST_BELOW_MINIMUM = 10.0
 
 
@@ -28,9 +32,21 @@ class RangeTest:
     diverged: bool = False
 
     @property
+    def centered(self) -> list[float]:
+        """Each update's loss averaged with its neighbours on both sides (CENTERED_SHARE of the
+        updates, at least 5): smooth, and unlike the moving average, not lagging behind the lr."""
+        half = max(2, int(CENTERED_SHARE * len(self.losses)) // 2)
+        out = []
+        for i in range(len(self.losses)):
+            window = self.losses[max(0, i - half):i + half + 1]
+            out.append(sum(window) / len(window))
+        return out
+
+    @property
     def lowest(self) -> float:
-        """The lr at the smoothed loss's lowest point."""
-        return self.lrs[min(range(len(self.smoothed)), key=self.smoothed.__getitem__)]
+        """The lr at the centered loss's lowest point."""
+        curve = self.centered
+        return self.lrs[min(range(len(curve)), key=curve.__getitem__)]
 
     @property
     def suggestion(self) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from accelerate.tracking import GeneralTracker
 
-from podium.config.sections import TuneConfig
+from podium.config.workflow import TuneConfig
 
 
 def make_pruner(tune: TuneConfig):
