@@ -44,10 +44,11 @@ demo: $(VENV)/.installed  ## the whole pipeline on the demo competition (data/de
 # compares `pip freeze` with the lock only after an install from the lock.
 EXTRAS := dev,kaggle
 LOCK   := requirements.lock
+PIP_ARGS ?=  # e.g. --extra-index-url for a torch build of another CUDA release (docs/operations.md)
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r $(LOCK) -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet $(PIP_ARGS) -r $(LOCK) -e ".[$(EXTRAS)]"
 	echo "lock $(LOCK)" > $@
 
 install: $(VENV)/.installed  ## build .venv from requirements.lock (every target does it on first use)
@@ -55,7 +56,7 @@ install: $(VENV)/.installed  ## build .venv from requirements.lock (every target
 install-latest:  ## .venv from pyproject.toml's floors instead: the newest versions they allow
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet $(PIP_ARGS) --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
 	echo "latest" > $(VENV)/.installed
 
 # pip's resolver, asked for a dry-run install of everything (--ignore-installed: as into an empty

@@ -89,6 +89,9 @@ def test_submit_sends_the_current_file_with_the_cv_score_and_refuses_stale_work(
     probs = oof.loc[train.index, ["a", "b", "c"]].to_numpy()
     accuracy = accuracy_score(train["label"], np.array(["a", "b", "c"])[probs.argmax(axis=1)])
     assert message.startswith(f"first try | t: CV accuracy {accuracy:.5f} (OOF), commit ")
+    # the kaggle section does not change what the submission holds: still current under another competition
+    ok(podium("kaggle-submit", "--config", str(path), "kaggle.competition=another-one", env=env))
+    assert calls()[-1]["args"][:3] == ["competitions", "submit", "another-one"]
 
     # an edited submission is not the one make submit wrote: refused
     edited = pd.read_csv(sub_path)
@@ -99,7 +102,7 @@ def test_submit_sends_the_current_file_with_the_cv_score_and_refuses_stale_work(
     # a config the folds were not trained with: refused as stale folds
     out = podium("kaggle-submit", "--config", str(path), "train.lr=0.5", env=env)
     assert out.returncode == 2 and "fold 0 was trained with train.lr=0.01" in out.stderr
-    assert len(calls()) == 1
+    assert len(calls()) == 2
 
 
 def test_missing_credentials_or_competition_are_refused_before_any_call(kaggle, tmp_path):

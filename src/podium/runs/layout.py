@@ -155,6 +155,15 @@ def folds_csv(cfg: Config) -> Path:
     return cfg.run_dir / FOLDS_CSV
 
 
+# The config keys that never change a submission's content: how the work around it is done.
+NOT_SUBMISSION = ("audit", "tune", "kaggle", "log_with", "checkpoint")
+
+
+def submission_sections(cfg: Config) -> tuple[str, ...]:
+    """The top-level config keys a submission depends on: all but NOT_SUBMISSION."""
+    return tuple(k for k in type(cfg).model_fields if k not in NOT_SUBMISSION)
+
+
 def training_sections(cfg: Config) -> tuple[str, ...]:
     """The top-level config keys a trained fold depends on: all but NOT_TRAINING."""
     return tuple(k for k in type(cfg).model_fields if k not in NOT_TRAINING)

@@ -62,7 +62,7 @@ def plan_submission(cfg: Config, folds: list[int] | None = None) -> Planned:
     # make oof's TTA weight, fitted on every fold's OOF; a partial submission takes the TTA mean, as the
     # post-processing fitted on its folds' OOF does
     weight = layout.tta_weight(cfg) if len(used) == n else 1.0
-    inputs = {"config": config_hash(cfg),
+    inputs = {"config": config_hash(cfg, layout.submission_sections(cfg)),
               "sample": artifacts.file_hash(cfg.data_dir / cfg.data.sample_submission),
               "postprocess": json.dumps(post.to_json() if post is not None else None, sort_keys=True),
               **{layout.fold_name(k): artifacts.file_hash(p) for k, p in zip(used, paths, strict=True)}}

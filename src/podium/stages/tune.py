@@ -88,7 +88,7 @@ def _suggest(trial, dotted: str, spec, integer: bool):
 def trial_config(cfg: Config, values: dict[str, object]) -> Config:
     """The config a trial trains: the base config, the trial's values and the tune epochs, as an
     experiment under runs/<exp>/tune/ named by a hash of what it changes."""
-    changes = {**values, **({"train.epochs": cfg.tune.epochs} if cfg.tune.epochs else {})}
+    changes = {**({"train.epochs": cfg.tune.epochs} if cfg.tune.epochs else {}), **values}  # a searched epochs wins
     tree = cfg.model_dump(mode="json")
     for dotted, value in changes.items():
         set_dotted(tree, dotted, value)
@@ -229,7 +229,9 @@ def summarize(cfg: Config) -> dict:
     say(f"best: trial {best.number}, {cfg.metric} {best.value:.5f} (folds {cfg.tune.folds}) with "
         f'OVERRIDES="{overrides}"')
     say(f"wrote {best_yaml}: make cv CONFIG={best_yaml} trains it on every fold (experiment "
-        f"{cfg.experiment + BEST_SUFFIX})")
+        f"{cfg.experiment + BEST_SUFFIX})",
+        f"the best of {len(complete)} trials on the same rows flatters them; the folds outside tune.folds "
+        f"{cfg.tune.folds} in that make cv never took part in the search: their scores are the honest ones")
     _plots(cfg, study, len(complete))
     return {"number": best.number, "value": best.value, "params": best.params, "config": best_yaml}
 
