@@ -52,6 +52,9 @@ class TuneConfig(Section):
     pruner: Literal["median", "halving", "none"] = Field("median", description=(
         "stop a trial whose epoch score is below (`median`) the median of earlier trials at that epoch, "
         "or (`halving`) outside the best of its rung (successive halving); `none`: every trial runs out"))
+    prune_after: int | None = Field(None, ge=0, description=(
+        "no trial is pruned in its first N epochs (warmup, the first restart and mixing make early scores "
+        "a poor guide); null: half the trial's epochs"))
     startup_trials: int = Field(4, ge=0, description=(
         "trials drawn at random before the sampler (TPE) models the space, and run out before the median "
         "pruner prunes"))

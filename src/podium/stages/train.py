@@ -78,5 +78,5 @@ def train_worker(job_file: str) -> None:
     if job.get("report"):
         from podium.train.trial_report import TrialReporter
 
-        reporter = TrialReporter.from_job(cfg.tune, job["report"])
+        reporter = TrialReporter.from_job(cfg.tune, cfg.train.epochs, job["report"])
     train_fold(cfg, int(job["fold"]), job["inputs"], job["processes"], resume, speed, reporter)

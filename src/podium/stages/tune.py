@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 
+import numpy as np
 import pandas as pd
 
 from podium import artifacts
@@ -109,14 +112,44 @@ def _study(cfg: Config, *, worker: int = 0):
         storage = optuna.storages.RDBStorage(
             storage_url(cfg), heartbeat_interval=t.heartbeat_seconds, grace_period=2 * t.heartbeat_seconds,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
-    sampler = optuna.samplers.TPESampler(seed=t.seed + worker, n_startup_trials=max(t.startup_trials, 1))
     direction = "maximize" if higher_is_better(cfg.metric) else "minimize"
-    study = optuna.create_study(storage=storage, study_name=cfg.experiment, sampler=sampler, pruner=make_pruner(t),
-                                direction=direction, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=cfg.experiment, direction=direction, load_if_exists=True,
+                                pruner=make_pruner(t, t.epochs or cfg.train.epochs))
     if study.direction.name.lower() != direction:
         raise PodiumError(f"{cfg.run_dir / layout.TUNE_DB}: its study {direction[:-1]}s no longer "
                           f"({cfg.metric}); delete it to search again")
+    # Seeded by the worker and by how many trials the study holds: a resumed search (or a second
+    # worker) draws new values, not the first ones again.
+    seed = int(np.random.SeedSequence([t.seed, worker, len(study.trials)]).generate_state(1)[0])
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(t.startup_trials, 1))
     return study
+
+
+def _fail_dead_workers(study) -> None:
+    """A trial left running by a `make tune` on this machine whose process is gone (killed): failed
+    now and its values queued again, as the heartbeat does after its grace period for a worker
+    elsewhere."""
+    import optuna
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("host") != socket.gethostname() or _alive(trial.user_attrs.get("pid")):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study.trials[trial.number])
+        say(f"tune trial {trial.number}: its process {trial.user_attrs['pid']} is gone; its values are tried again")
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return True  # no pid recorded: leave it to the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _finished(study) -> int:
@@ -145,6 +178,7 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
     load_checked(cfg)  # every image checked once, before any trial
     target = trials or cfg.tune.trials
     study = _study(cfg, worker=worker)
+    _fail_dead_workers(study)
     done = _finished(study)
     if done >= target:
         say(f"tune: the study already holds {done} finished trial(s) (TRIALS={target})")
@@ -152,19 +186,19 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
     tree = cfg.model_dump(mode="json")
     integer = {dotted: isinstance(_lookup(tree, dotted), int) and not isinstance(_lookup(tree, dotted), bool)
                for dotted in cfg.tune.space}
-    epochs = cfg.tune.epochs or cfg.train.epochs
 
     def objective(trial) -> float:
         values = {dotted: _suggest(trial, dotted, spec, integer[dotted]) for dotted, spec in cfg.tune.space.items()}
         tcfg = trial_config(cfg, values)
         trial.set_user_attr("run", str(tcfg.run_dir))
-        trial.set_user_attr("worker", worker)
+        for key, value in (("worker", worker), ("host", socket.gethostname()), ("pid", os.getpid())):
+            trial.set_user_attr(key, value)
         say(f"== tune trial {trial.number} (worker {worker}): {_shown(values)} -> {tcfg.run_dir} ==")
         comp, _ = load_checked(tcfg)
         scores = []
         for i, k in enumerate(cfg.tune.folds):
             report = {"storage": storage_url(cfg), "study": cfg.experiment, "trial_id": trial._trial_id,
-                      "metric": cfg.metric, "step_offset": i * epochs}
+                      "metric": cfg.metric, "step_offset": i * tcfg.train.epochs}
             code = run_train(tcfg, k, nproc=nproc, pin_gpu=pin_gpu, gpu_slot=worker, report=report,
                              port=BASE_PORT + 100 + 16 * worker + k)
             pruned = layout.fold_dir(tcfg, k) / layout.PRUNED_JSON
@@ -221,8 +255,11 @@ def summarize(cfg: Config) -> dict:
     tree.update(runs_dir=cfg.runs_dir, experiment=cfg.experiment + BEST_SUFFIX)
     best_yaml = artifacts.write_yaml(cfg.run_dir / layout.TUNE_BEST_YAML, tree)
     pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
     say(f"wrote {out}: {len(complete)} complete, {pruned} pruned, "
-        f"{sum(t.state == TrialState.FAIL for t in trials)} failed trial(s)")
+        f"{sum(t.state == TrialState.FAIL for t in trials)} failed trial(s)"
+        + (f", {running} running (a worker at it, or one killed elsewhere: retried after its heartbeat's grace)"
+           if running else ""))
     overrides = " ".join(f"{k}={v!r}" for k, v in best.params.items())
     if cfg.tune.epochs:
         overrides += f" train.epochs={cfg.tune.epochs}"

@@ -327,15 +327,15 @@ def train_fold(cfg: Config, fold: int, inputs: dict[str, str], expected_processe
         state.keep_top(cfg.train.average_top_k, scores[cfg.metric], epoch, cfg.metric, weights, full=full)
         state.epoch = epoch + 1
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
-        # A tune trial's pruner stopped the fold in the reporter's log (main process); every process
-        # learns it here and stops with it.
-        if reporter is not None and accelerator.check_trigger():
-            break
         if main:
             artifacts.write_csv(layout.fold_dir(cfg, fold) / layout.HISTORY_CSV, pd.DataFrame(state.history))
             say(f"fold {fold} epoch {epoch + 1}/{epochs}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
                   f"valid_loss {valid_loss:.4f}  {cfg.metric} {scores[cfg.metric]:.4f}  size {size}"
                   f"{'  *' if improved else ''}  ({row['seconds']:.1f}s)")
+        # A tune trial's pruner stopped the fold in the reporter's log (main process); every process
+        # learns it here and stops with it.
+        if reporter is not None and accelerator.check_trigger():
+            break
         if state.epoch % cfg.checkpoint.every_epochs == 0 or state.epoch == epochs:
             save_epoch(step, state, ckpt_root, inputs)
 

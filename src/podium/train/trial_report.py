@@ -15,13 +15,15 @@ from accelerate.tracking import GeneralTracker
 from podium.config.workflow import TuneConfig
 
 
-def make_pruner(tune: TuneConfig):
-    """The study's pruner from tune.pruner. Optuna keeps no pruner in its storage: the tune stage
-    and each trial's worker build it from the same config."""
+def make_pruner(tune: TuneConfig, epochs: int):
+    """The study's pruner from tune.pruner, for trials of `epochs` epochs. Optuna keeps no pruner
+    in its storage: the tune stage and each trial's worker build it from the same config."""
     import optuna
 
-    return {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials),
-            "halving": optuna.pruners.SuccessiveHalvingPruner,
+    after = tune.prune_after if tune.prune_after is not None else epochs // 2
+    return {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
+                                                          n_warmup_steps=after),
+            "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=max(after, 1)),
             "none": optuna.pruners.NopPruner}[tune.pruner]()
 
 
@@ -29,12 +31,13 @@ class TrialReporter(GeneralTracker):
     name = "optuna"
     requires_logging_directory = False
 
-    def __init__(self, tune: TuneConfig, storage: str, study: str, trial_id: int, metric: str, step_offset: int = 0):
+    def __init__(self, tune: TuneConfig, epochs: int, storage: str, study: str, trial_id: int, metric: str,
+                 step_offset: int = 0):
         super().__init__()
         import optuna  # only a tune trial's worker loads it
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._study = optuna.load_study(study_name=study, storage=storage, pruner=make_pruner(tune))
+        self._study = optuna.load_study(study_name=study, storage=storage, pruner=make_pruner(tune, epochs))
         self._trial = optuna.trial.Trial(self._study, trial_id)
         self.metric, self.step_offset = metric, step_offset
         self.stop: Callable[[], None] = lambda: None  # the loop sets it: accelerator.set_trigger
@@ -53,6 +56,6 @@ class TrialReporter(GeneralTracker):
             self.stop()
 
     @classmethod
-    def from_job(cls, tune: TuneConfig, spec: dict) -> TrialReporter:
-        return cls(tune, spec["storage"], spec["study"], int(spec["trial_id"]), spec["metric"],
+    def from_job(cls, tune: TuneConfig, epochs: int, spec: dict) -> TrialReporter:
+        return cls(tune, epochs, spec["storage"], spec["study"], int(spec["trial_id"]), spec["metric"],
                    int(spec["step_offset"]))
