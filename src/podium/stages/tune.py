@@ -197,6 +197,7 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
         comp, _ = load_checked(tcfg)
         scores = []
         for i, k in enumerate(cfg.tune.folds):
+            # Optuna's storage names a trial by its id, which Trial keeps unexported.
             report = {"storage": storage_url(cfg), "study": cfg.experiment, "trial_id": trial._trial_id,
                       "metric": cfg.metric, "step_offset": i * tcfg.train.epochs}
             code = run_train(tcfg, k, nproc=nproc, pin_gpu=pin_gpu, gpu_slot=worker, report=report,
@@ -213,9 +214,12 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
         return float(sum(scores) / len(scores))
 
     def progress(study, trial) -> None:
-        value = "" if trial.value is None else f" {cfg.metric} {trial.value:.5f}"
-        say(f"tune trial {trial.number}: {trial.state.name.lower()}{value} "
-            f"({_finished(study)}/{target} finished)")
+        if trial.state == TrialState.PRUNED:
+            reported = trial.intermediate_values
+            value = f" after {len(reported)} epoch(s), {cfg.metric} {reported[max(reported)]:.5f}"
+        else:
+            value = "" if trial.value is None else f" {cfg.metric} {trial.value:.5f}"
+        say(f"tune trial {trial.number}: {trial.state.name.lower()}{value} ({_finished(study)}/{target} finished)")
 
     study.optimize(objective, callbacks=[MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                                          progress])
