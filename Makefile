@@ -30,7 +30,7 @@ help:  ## this list
 	@echo "podium: an image-classification competition, from folds to a Kaggle submission"
 	@echo "usage: make <target> [CONFIG=path/to/x.yaml] [OVERRIDES=\"key=value ...\"]"
 	@echo
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' \
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' \
 		$(MAKEFILE_LIST)
 
 demo: $(VENV)/.installed  ## the whole pipeline on the demo competition (data/demo/)
@@ -157,7 +157,7 @@ kaggle-submit: $(VENV)/.installed  ## submit submissions/<exp>.csv to kaggle.com
 bench: $(VENV)/.installed  ## loader, step and progressive-resizing speed figures (runs/bench.json)
 	$(PY) benchmarks/bench.py
 
-test: $(VENV)/.installed  ## the whole test suite, CPU only (about 17 minutes on 2 cores)
+test: $(VENV)/.installed  ## the whole test suite, CPU only (about 21 minutes on 2 cores)
 	$(PY) -m pytest -q
 
 # Slow tests (training subprocesses, several epochs) carry @pytest.mark.slow; see pyproject.toml.
