@@ -58,7 +58,9 @@ class TuneConfig(Section):
     startup_trials: int = Field(4, ge=0, description=(
         "trials drawn at random before the sampler (TPE) models the space, and run out before the median "
         "pruner prunes"))
-    seed: int = Field(0, description="the sampler's seed (worker k of `make -j N tune` uses seed + k)")
+    seed: int = Field(0, description=(
+        "the sampler's seed, mixed with the worker's number and the trials the study holds (a resumed search or "
+        "a second worker draws new values)"))
     heartbeat_seconds: int = Field(60, ge=1, description=(
         "a running trial writes a heartbeat this often; one silent for twice as long (a killed worker) is "
         "marked failed and its parameters are tried again, resuming its folds from their checkpoints"))

@@ -146,7 +146,7 @@ def run_kaggle_submit(cfg: Config, *, name: str = "", message: str = "") -> None
     cfg = _named(cfg, name)
     competition = _competition(cfg)
     command = kaggle_command()
-    kaggle_user()
+    kaggle_user()  # refused here without credentials, before anything is checked or sent
     path = _submission(cfg)
     comp, _ = load_checked(cfg)
     sub = pd.read_csv(path, dtype={cfg.data.id_column: str})

@@ -38,6 +38,7 @@ from podium.evaluate.metrics import higher_is_better
 from podium.runs import layout
 from podium.stages.current import load_checked
 from podium.stages.train import run_train
+from podium.train.checkpoint import process_alive
 from podium.train.launch import BASE_PORT
 from podium.train.trial_report import make_pruner
 
@@ -62,11 +63,10 @@ def check_space(cfg: Config) -> None:
         if dotted.split(".")[0] in FIXED:
             raise PodiumError(f"{where}: {dotted.split('.')[0]} decides the folds, the data or the outputs; "
                               "a trial may not change it")
-        node = tree
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise PodiumError(f"{where}: no such config key (docs/configuration.md lists them)")
-            node = node[part]
+        try:
+            _lookup(tree, dotted)
+        except (KeyError, TypeError):
+            raise PodiumError(f"{where}: no such config key (docs/configuration.md lists them)") from None
         values = spec.choices if spec.choices is not None else [spec.low, spec.high]
         for value in values:
             probe = json.loads(json.dumps(tree))
@@ -133,23 +133,12 @@ def _fail_dead_workers(study) -> None:
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("host") != socket.gethostname() or _alive(trial.user_attrs.get("pid")):
+        pid = trial.user_attrs.get("pid")  # none recorded: left to the heartbeat
+        if trial.user_attrs.get("host") != socket.gethostname() or not isinstance(pid, int) or process_alive(pid):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study.trials[trial.number])
         say(f"tune trial {trial.number}: its process {trial.user_attrs['pid']} is gone; its values are tried again")
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return True  # no pid recorded: leave it to the heartbeat
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _finished(study) -> int:
@@ -175,7 +164,8 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    load_checked(cfg)  # every image checked once, before any trial
+    # Every image checked once, before any trial; the trials share the data (tune.space may not change it).
+    comp, _ = load_checked(cfg)
     target = trials or cfg.tune.trials
     study = _study(cfg, worker=worker)
     _fail_dead_workers(study)
@@ -194,7 +184,6 @@ def run_tune(cfg: Config, *, trials: int | None = None, worker: int = 0, step: s
         for key, value in (("worker", worker), ("host", socket.gethostname()), ("pid", os.getpid())):
             trial.set_user_attr(key, value)
         say(f"== tune trial {trial.number} (worker {worker}): {_shown(values)} -> {tcfg.run_dir} ==")
-        comp, _ = load_checked(tcfg)
         scores = []
         for i, k in enumerate(cfg.tune.folds):
             # Optuna's storage names a trial by its id, which Trial keeps unexported.

@@ -158,6 +158,17 @@ def _fsync_dir(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class FoldLock:
     """`fold<k>/.lock`: one trainer per fold. A lock whose process is gone (same host) is stale
     and taken over; a live one makes the second trainer stop with a clear message."""
@@ -172,16 +183,6 @@ class FoldLock:
         except (OSError, ValueError):
             return None
 
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -193,7 +194,7 @@ class FoldLock:
                 if owner is None:  # being written right now, or garbage: look again shortly
                     time.sleep(0.2)
                     owner = self._owner()
-                if owner and (owner.get("host") != me["host"] or self._alive(int(owner.get("pid", -1)))):
+                if owner and (owner.get("host") != me["host"] or process_alive(int(owner.get("pid", -1)))):
                     raise PodiumError(
                         f"{self.path.parent} is being trained by process {owner.get('pid')} on {owner.get('host')} "
                         f"since {owner.get('since')}; wait for it, or stop it (if that process is gone, "
